@@ -1,0 +1,117 @@
+"""Every error Hark raises on purpose, rooted in one class.
+
+    HarkError                              code              status
+    ├── MediaError
+    │   ├── UnsupportedMediaError          UNSUPPORTED_MEDIA    415
+    │   ├── NoAudioStreamError             NO_AUDIO_STREAM      422
+    │   ├── EmptyMediaError                EMPTY_MEDIA          422
+    │   ├── CorruptMediaError              CORRUPT_MEDIA        422
+    │   └── AudioTooLongError              AUDIO_TOO_LONG       422
+    ├── OptionError                        INVALID_OPTION       422
+    │   └── UnsupportedLanguageError       UNSUPPORTED_LANGUAGE 422
+    ├── ModelError
+    │   ├── UnknownModelError              UNKNOWN_MODEL        404
+    │   ├── ModelNotInstalledError         MODEL_NOT_INSTALLED  409
+    │   └── ModelDownloadError             MODEL_DOWNLOAD_FAILED 502
+    ├── MissingDependencyError             MISSING_DEPENDENCY   501
+    ├── ManifestError                      INVALID_MANIFEST     422
+    └── CanceledError                      CANCELED             409
+
+`code` is stable: clients and the HTTP layer key on it, never on the message.
+`details` carries machine-readable context such as the offending field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HarkError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class MediaError(HarkError):
+    code = "INVALID_MEDIA"
+    status_code = 422
+
+
+class UnsupportedMediaError(MediaError):
+    code = "UNSUPPORTED_MEDIA"
+    status_code = 415
+
+
+class NoAudioStreamError(MediaError):
+    code = "NO_AUDIO_STREAM"
+
+
+class EmptyMediaError(MediaError):
+    code = "EMPTY_MEDIA"
+
+
+class CorruptMediaError(MediaError):
+    code = "CORRUPT_MEDIA"
+
+
+class AudioTooLongError(MediaError):
+    code = "AUDIO_TOO_LONG"
+
+
+class OptionError(HarkError):
+    code = "INVALID_OPTION"
+    status_code = 422
+
+
+class UnsupportedLanguageError(OptionError):
+    code = "UNSUPPORTED_LANGUAGE"
+
+
+class ModelError(HarkError):
+    code = "MODEL_ERROR"
+    status_code = 500
+
+
+class UnknownModelError(ModelError):
+    code = "UNKNOWN_MODEL"
+    status_code = 404
+
+
+class ModelNotInstalledError(ModelError):
+    code = "MODEL_NOT_INSTALLED"
+    status_code = 409
+
+
+class ModelDownloadError(ModelError):
+    code = "MODEL_DOWNLOAD_FAILED"
+    status_code = 502
+
+
+class MissingDependencyError(HarkError):
+    """An optional package is not installed; the message says how to install it."""
+
+    code = "MISSING_DEPENDENCY"
+    status_code = 501
+
+    def __init__(self, package: str, extra: str | None = None) -> None:
+        hint = f"pip install 'hark[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"{package} is not installed; install it with: {hint}", package=package)
+
+
+class ManifestError(HarkError):
+    code = "INVALID_MANIFEST"
+    status_code = 422
+
+
+class CanceledError(HarkError):
+    """Raised inside the pipeline when its caller asks it to stop."""
+
+    code = "CANCELED"
+    status_code = 409
