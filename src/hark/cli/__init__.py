@@ -1,0 +1,30 @@
+"""The `hark` command."""
+
+from __future__ import annotations
+
+import typer
+
+from hark import __version__
+from hark.cli import evaluate, models, transcribe
+
+app = typer.Typer(
+    name="hark",
+    help="Self-hosted speech-to-text: transcripts with word timestamps, language and speakers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("transcribe")(transcribe.transcribe)
+app.command("demo")(transcribe.demo)
+app.command("eval")(evaluate.evaluate)
+app.add_typer(models.app, name="models")
+
+
+@app.command("version")
+def version() -> None:
+    """Print Hark's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

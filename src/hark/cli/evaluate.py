@@ -1,0 +1,78 @@
+"""`hark eval`: error rates and speed on a manifest of reference transcripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hark.cli.console import err, fail
+from hark.config import get_settings
+from hark.errors import HarkError
+from hark.evaluation.asr import EvalReport, ItemResult, evaluate_asr, read_manifest
+from hark.evaluation.scoring import uses_characters
+from hark.pipeline.engines.select import engine_cache
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.vad import VadOptions
+
+
+def evaluate(
+    manifest: Annotated[Path, typer.Argument(help="JSONL manifest (id, audio, text, language).")],
+    model: Annotated[str | None, typer.Option("-m", "--model")] = None,
+    languages: Annotated[str | None, typer.Option("--languages",
+                         help="Only these comma-separated languages.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report "
+                        "as JSON here.")] = None,
+    no_vad: Annotated[bool, typer.Option("--no-vad")] = False,
+    beam_size: Annotated[int, typer.Option(help="Beam size (Whisper).")] = 5,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (Whisper).")] = None,
+) -> None:
+    """Score transcripts against references: per-item and pooled WER (CER for ja/ko/zh)."""
+    settings = get_settings()
+    wanted = {x.strip() for x in languages.split(",")} if languages else None
+    try:
+        items = read_manifest(manifest, wanted)
+        options = TranscribeOptions(model=model, vad=None if no_vad else VadOptions(),
+                                    beam_size=beam_size, batch_size=batch_size)
+        out = Console(highlight=False)
+        table = Table("id", "lang", "audio s", "x RT", "metric", "rate", "errors/len",
+                      box=None)
+
+        def show(result: ItemResult) -> None:
+            if result.errors is None:
+                table.add_row(result.item.id, result.item.language, "-", "-", "-", "skipped",
+                              result.error or "")
+                return
+            table.add_row(result.item.id, result.item.language, f"{result.duration:.1f}",
+                          f"{result.speed:.1f}", result.metric, f"{result.errors.rate:.3f}",
+                          f"{result.errors.errors}/{result.errors.reference_length}")
+
+        with err.status(f"Evaluating {len(items)} items"):
+            report = evaluate_asr(items, options, settings, on_result=show)
+    except HarkError as exc:
+        fail(exc)
+    finally:
+        engine_cache(settings).clear()
+    out.print(f"Model: {report.model}")
+    out.print(table)
+    print_summary(out, report)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        err.print(f"wrote {json_out}", markup=False)
+
+
+def print_summary(out: Console, report: EvalReport) -> None:
+    summary = Table("language", "items", "metric", "corpus rate", "audio s", "x real time",
+                    box=None, title="Corpus")
+    for language, row in report.summary().items():
+        metric = "CER" if uses_characters(language) else "WER"
+        summary.add_row(language, str(int(row["items"])), metric, f"{row['error_rate']:.3f}",
+                        f"{row['audio_seconds']:.1f}", f"{row['real_time_factor']:.1f}")
+    out.print(summary)
+    skipped = [r for r in report.items if r.errors is None]
+    if skipped:
+        out.print(f"{len(skipped)} item(s) not scored (see table)")

@@ -1,0 +1,1 @@
+"""Scoring Hark against reference transcripts (`hark eval`)."""

@@ -1,0 +1,1 @@
+"""Speech-recognition engines behind one interface (`base.Engine`), chosen by model name."""

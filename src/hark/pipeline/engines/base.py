@@ -1,0 +1,50 @@
+"""The one small interface every speech-recognition engine implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.transcript import Segment
+from hark.pipeline.vad import Chunk
+
+
+@dataclass
+class Recognition:
+    """An engine's answer: the language it settled on and its segments, produced lazily.
+
+    Segments come in time order with recording-absolute times; their `id`s are
+    assigned by the caller. Closing the iterator stops the engine's work.
+    """
+
+    language: str | None
+    language_probability: float | None
+    segments: Iterator[Segment]
+
+
+class Engine(Protocol):
+    @property
+    def name(self) -> str:
+        """What the transcript records as its model, e.g. `faster-whisper/small`."""
+        ...
+
+    @property
+    def chunk_seconds(self) -> float:
+        """The longest chunk this engine wants from the VAD stage."""
+        ...
+
+    def check(self, options: TranscribeOptions) -> None:
+        """Refuse options this engine cannot honour, before any audio work starts."""
+        ...
+
+    def recognize(
+        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+    ) -> Recognition: ...
+
+    def close(self) -> None:
+        """Free the model; the cache calls this on eviction."""
+        ...

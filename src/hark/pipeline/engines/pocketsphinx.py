@@ -1,0 +1,129 @@
+"""pocketsphinx with the en-US model inside its wheel: works with nothing downloaded.
+
+A pocketsphinx decoder is single-threaded, so VAD chunks are decoded in parallel by
+a pool of processes, each holding one decoder loaded once at pool start.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from hark.errors import HarkError, UnsupportedLanguageError
+from hark.pipeline.engines import sphinx_worker
+from hark.pipeline.engines.base import Recognition
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.transcript import Segment, Word, join_words
+from hark.pipeline.vad import Chunk
+
+NAME = "pocketsphinx"
+
+# Decoder settings measured on the English corpus (docs/benchmarks.md): narrower
+# beams than the defaults cost almost no accuracy and roughly halve decoding time.
+DECODER_CONFIG: dict[str, Any] = {
+    "loglevel": "FATAL",
+}
+CHUNK_SECONDS = 15.0
+
+
+class PocketsphinxEngine:
+    def __init__(self, processes: int = 0, decoder_config: dict[str, Any] | None = None) -> None:
+        self.processes = processes or os.cpu_count() or 1
+        self.decoder_config = {**DECODER_CONFIG, **(decoder_config or {})}
+        self._pool: ProcessPoolExecutor | None = None
+        self._start_pool()
+
+    @property
+    def name(self) -> str:
+        return f"{NAME}/en-us"
+
+    @property
+    def chunk_seconds(self) -> float:
+        return CHUNK_SECONDS
+
+    def check(self, options: TranscribeOptions) -> None:
+        if options.language not in (None, "en"):
+            raise UnsupportedLanguageError(
+                f"pocketsphinx only recognises English; language {options.language!r} needs a "
+                "Whisper model (hark models pull small)", field="language")
+        if options.task == "translate":
+            raise UnsupportedLanguageError(
+                "pocketsphinx cannot translate; use a Whisper model", field="task")
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that runs threads (a server, a model
+        # sweeper) can copy held locks into the child.
+        pool = ProcessPoolExecutor(
+            max_workers=self.processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=sphinx_worker.init_decoder,
+            initargs=(self.decoder_config,),
+        )
+        # Start every process and load its decoder now, not during the first request.
+        for fut in [pool.submit(sphinx_worker.ready) for _ in range(self.processes)]:
+            fut.result()
+        self._pool = pool
+        return pool
+
+    def recognize(
+        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+    ) -> Recognition:
+        return Recognition(language="en", language_probability=None,
+                           segments=self._segments(audio, chunks))
+
+    def _segments(self, audio: np.ndarray, chunks: Sequence[Chunk]) -> Iterator[Segment]:
+        pool = self._pool or self._start_pool()
+        futures: dict[int, Future[list[sphinx_worker.RawWord]]] = {}
+        # Longest first keeps both processes busy to the end; results are still read in
+        # time order.
+        for index in sorted(range(len(chunks)), key=lambda i: -chunks[i].seconds):
+            chunk = chunks[index]
+            pcm = to_pcm16(audio[chunk.start:chunk.end])
+            futures[index] = pool.submit(sphinx_worker.decode_chunk, pcm)
+        try:
+            for index, chunk in enumerate(chunks):
+                try:
+                    raw = futures[index].result()
+                except BrokenProcessPool as exc:
+                    self._pool = None
+                    raise HarkError("a pocketsphinx decoder process died") from exc
+                segment = chunk_segment(raw, chunk.start_s)
+                if segment is not None:
+                    yield segment
+        finally:
+            for fut in futures.values():
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    pcm: bytes = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return pcm
+
+
+def chunk_segment(raw: list[sphinx_worker.RawWord], offset: float) -> Segment | None:
+    if not raw:
+        return None
+    words = [
+        Word(word=text, start=round(offset + start, 3), end=round(offset + end, 3),
+             probability=round(prob, 4))
+        for text, start, end, prob in raw
+    ]
+    return Segment(
+        id=0,
+        start=words[0].start,
+        end=words[-1].end,
+        text=join_words([w.word for w in words]),
+        confidence=round(float(np.mean([w.probability or 0.0 for w in words])), 4),
+        words=words,
+    )

@@ -1,0 +1,57 @@
+"""Code that runs inside the pocketsphinx decoder processes.
+
+Kept apart from the engine so a freshly spawned process imports only numpy and
+pocketsphinx, not the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+_decoder: Any = None
+_frame_rate = 100
+
+# Alternate pronunciations come back as `word(2)`.
+_ALTERNATE = re.compile(r"\(\d+\)$")
+_SKIP = {"<s>", "</s>", "<sil>"}
+
+RawWord = tuple[str, float, float, float]
+
+
+def init_decoder(config: dict[str, Any]) -> None:
+    global _decoder, _frame_rate
+    from pocketsphinx import Decoder
+
+    _decoder = Decoder(**config)
+    _frame_rate = int(_decoder.config["frate"])
+
+
+def ready() -> bool:
+    return _decoder is not None
+
+
+def decode_chunk(pcm: bytes) -> list[RawWord]:
+    """Decode one utterance of 16 kHz int16 PCM; words as (text, start s, end s, posterior)."""
+    decoder = _decoder
+    decoder.start_utt()
+    decoder.process_raw(pcm, no_search=False, full_utt=True)
+    decoder.end_utt()
+    if decoder.hyp() is None:
+        return []
+    logmath = decoder.get_logmath()
+    words: list[RawWord] = []
+    for seg in decoder.seg():
+        token = seg.word
+        if token in _SKIP or token.startswith(("[", "++", "<")):
+            continue
+        probability = float(np.clip(logmath.exp(seg.prob), 0.0, 1.0))
+        words.append((
+            _ALTERNATE.sub("", token),
+            seg.start_frame / _frame_rate,
+            (seg.end_frame + 1) / _frame_rate,
+            probability,
+        ))
+    return words

@@ -1,0 +1,67 @@
+"""What a caller may ask of the pipeline, validated once at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hark.errors import OptionError, UnsupportedLanguageError
+from hark.pipeline.vad import VadOptions
+
+Task = Literal["transcribe", "translate"]
+
+# Whisper's language codes, the widest set any engine accepts.
+LANGUAGES: frozenset[str] = frozenset(
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu "
+    "ta no th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn "
+    "bs kk sq sw gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn "
+    "mt sa lb my bo tl mg as tt haw ln ha ba jw su yue".split()
+)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """Recognition options shared by every engine; an engine ignores what it cannot use.
+
+    `temperature=None` keeps faster-whisper's fallback ladder (0.0 → 1.0 on failure).
+    `batch_size=None` takes the configured default; 0 decodes sequentially.
+    `vad=None` turns voice-activity detection off and decodes the whole recording.
+    """
+
+    model: str | None = None
+    language: str | None = None
+    task: Task = "transcribe"
+    word_timestamps: bool = True
+    vad: VadOptions | None = field(default_factory=VadOptions)
+    beam_size: int = 5
+    temperature: float | None = None
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.language is not None:
+            code = self.language.strip().lower()
+            if code not in LANGUAGES:
+                raise UnsupportedLanguageError(
+                    f"Unknown language code {self.language!r}", field="language"
+                )
+            object.__setattr__(self, "language", code)
+        if self.task not in ("transcribe", "translate"):
+            raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}",
+                              field="task")
+        if not 1 <= self.beam_size <= 20:
+            raise OptionError("beam_size must be between 1 and 20", field="beam_size")
+        if self.temperature is not None and not 0.0 <= self.temperature <= 1.0:
+            raise OptionError("temperature must be between 0 and 1", field="temperature")
+        if self.batch_size is not None and not 0 <= self.batch_size <= 64:
+            raise OptionError("batch_size must be between 0 and 64", field="batch_size")
+        vad = self.vad
+        if vad is not None:
+            if not 0.0 < vad.threshold < 1.0:
+                raise OptionError("vad threshold must be between 0 and 1", field="vad_threshold")
+            if vad.max_chunk_seconds is not None and not 1.0 <= vad.max_chunk_seconds <= 30.0:
+                raise OptionError("max chunk length must be between 1 and 30 seconds",
+                                  field="max_chunk_seconds")
+            if min(vad.min_silence_ms, vad.speech_pad_ms, vad.min_speech_ms) < 0:
+                raise OptionError("vad durations must not be negative", field="vad")

@@ -1,0 +1,82 @@
+import threading
+import time
+
+from hark.pipeline.engines.cache import ModelCache
+
+
+class FakeModel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_loads_once_and_reuses() -> None:
+    cache: ModelCache[FakeModel] = ModelCache(max_entries=2, idle_seconds=60)
+    with cache.use("a", lambda: FakeModel("a")) as first:
+        pass
+    with cache.use("a", lambda: FakeModel("other")) as second:
+        pass
+    assert first is second
+    assert cache.loads == 1
+
+
+def test_least_recently_used_is_evicted_and_closed() -> None:
+    cache: ModelCache[FakeModel] = ModelCache(max_entries=2, idle_seconds=60)
+    models = {}
+    for key in ("a", "b"):
+        with cache.use(key, lambda k=key: FakeModel(k)) as m:
+            models[key] = m
+    with cache.use("a", lambda: FakeModel("a2")):
+        pass
+    with cache.use("c", lambda: FakeModel("c")):
+        pass
+    assert cache.keys() == ["a", "c"]
+    assert models["b"].closed and not models["a"].closed
+
+
+def test_model_in_use_is_not_evicted() -> None:
+    cache: ModelCache[FakeModel] = ModelCache(max_entries=1, idle_seconds=60)
+    with cache.use("a", lambda: FakeModel("a")) as a:
+        with cache.use("b", lambda: FakeModel("b")) as b:
+            assert not a.closed and not b.closed
+            assert set(cache.keys()) == {"a", "b"}
+        assert not a.closed
+    # Once both are released the cache shrinks back to its bound.
+    assert len(cache.keys()) == 1
+    assert a.closed != b.closed
+
+
+def test_idle_models_are_unloaded_by_the_sweeper() -> None:
+    cache: ModelCache[FakeModel] = ModelCache(max_entries=4, idle_seconds=0.2)
+    with cache.use("a", lambda: FakeModel("a")) as a:
+        time.sleep(0.4)
+        assert not a.closed, "a model in use must not be unloaded"
+    deadline = time.monotonic() + 3
+    while not a.closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert a.closed
+    assert cache.keys() == []
+
+
+def test_concurrent_first_use_loads_one_copy() -> None:
+    cache: ModelCache[FakeModel] = ModelCache(max_entries=2, idle_seconds=60)
+    seen: list[FakeModel] = []
+
+    def slow_load() -> FakeModel:
+        time.sleep(0.2)
+        return FakeModel("slow")
+
+    def borrow() -> None:
+        with cache.use("k", slow_load) as m:
+            seen.append(m)
+
+    threads = [threading.Thread(target=borrow) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.loads == 1
+    assert len({id(m) for m in seen}) == 1

@@ -1,0 +1,126 @@
+"""`hark` end to end, as a person at a terminal runs it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import srt
+from typer.testing import CliRunner
+
+from hark.cli import app
+from hark.pipeline.transcript import Transcript
+
+runner = CliRunner()
+
+
+def hark(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hark", *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.corpus
+def test_transcribe_writes_every_format_and_survives_a_bad_file(
+    cli_env: Path, corpus_dir: Path, tmp_path: Path
+) -> None:
+    good = corpus_dir / "asr" / "librispeech_1272-128104-0000.wav"
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n")
+    out = tmp_path / "out"
+    result = hark("transcribe", str(bad), str(good), "-f", "json,srt,vtt,txt,tsv",
+                  "-o", str(out), env={"HARK_DATA_DIR": str(cli_env)})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "notes.wav" in errors[0] and "UNSUPPORTED_MEDIA" in errors[0]
+    assert "Model: pocketsphinx" in result.stderr
+    stem = good.stem
+    for fmt in ("json", "srt", "vtt", "txt", "tsv"):
+        assert (out / f"{stem}.{fmt}").is_file()
+    assert not (out / "notes.json").exists()
+    transcript = Transcript.from_dict(json.loads((out / f"{stem}.json").read_text()))
+    assert transcript.model == "pocketsphinx/en-us"
+    assert "middle classes" in transcript.text.lower()
+    cues = list(srt.parse((out / f"{stem}.srt").read_text()))
+    assert cues and cues[-1].end.total_seconds() <= transcript.duration + 0.01
+
+
+def test_transcribe_to_stdout_and_option_errors(cli_env: Path, tmp_path: Path) -> None:
+    from hark.cli.transcribe import sample_path
+
+    result = runner.invoke(app, ["transcribe", str(sample_path()), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    transcript = Transcript.from_dict(json.loads(result.stdout))
+    assert transcript.segments and transcript.duration == pytest.approx(9.4, abs=0.3)
+
+    bad_language = runner.invoke(app, ["transcribe", str(sample_path()), "-l", "xx"])
+    assert bad_language.exit_code == 2
+    assert "Unknown language code 'xx'" in bad_language.stderr
+    bad_format = runner.invoke(app, ["transcribe", str(sample_path()), "-f", "docx"])
+    assert bad_format.exit_code == 2 and "unknown output format" in bad_format.stderr
+    german = runner.invoke(app, ["transcribe", str(sample_path()), "-l", "de"])
+    assert german.exit_code == 1 and "UNSUPPORTED_LANGUAGE" in german.stderr
+    missing = runner.invoke(app, ["transcribe", str(tmp_path / "nope.mp3")])
+    assert missing.exit_code == 1 and "nope.mp3" in missing.stderr
+
+
+def test_demo_prints_a_transcript(cli_env: Path) -> None:
+    result = hark("demo", env={"HARK_DATA_DIR": str(cli_env)})
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.lower().split()
+    assert {"hello", "welcome", "fox"} <= set(words)
+
+
+def test_models_list_and_rm(cli_env: Path, tiny_whisper_dir: Path) -> None:
+    models = cli_env / "models"
+    shutil.copytree(tiny_whisper_dir, models / "tiny")
+    listed = runner.invoke(app, ["models", "list"])
+    assert listed.exit_code == 0
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert "tiny" in rows and "*" in rows["tiny"], "auto picks the installed Whisper model"
+    assert "pocketsphinx" in rows
+    removed = runner.invoke(app, ["models", "rm", "tiny"])
+    assert removed.exit_code == 0 and not (models / "tiny").exists()
+    again = runner.invoke(app, ["models", "rm", "tiny"])
+    assert again.exit_code == 1 and "MODEL_NOT_INSTALLED" in again.stderr
+
+
+def test_models_pull_reports_an_unreachable_hub(cli_env: Path, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    from tests.support.fake_hub import unreachable_endpoint
+
+    result = hark("models", "pull", "tiny", env={"HARK_DATA_DIR": str(cli_env),
+                                                 "HARK_HF_ENDPOINT": unreachable_endpoint()})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "could not be reached" in result.stderr and "MODEL_DOWNLOAD_FAILED" in result.stderr
+    assert not (cli_env / "models" / "tiny").exists()
+
+
+def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir: Path) -> None:
+    from hark.pipeline.model_store import WHISPER_REPOS
+    from tests.support.fake_hub import FakeHub
+
+    files = {p.name: p.read_bytes() for p in tiny_whisper_dir.iterdir() if p.is_file()}
+    env = {"HARK_DATA_DIR": str(cli_env)}
+    with FakeHub() as hub:
+        hub.add_repo(WHISPER_REPOS["tiny"], files)
+        pulled = hark("models", "pull", "tiny", env={**env, "HARK_HF_ENDPOINT": hub.url})
+        assert pulled.returncode == 0, pulled.stderr
+        assert not hub.unexpected
+    installed = cli_env / "models" / "tiny"
+    assert sorted(p.name for p in installed.iterdir()) == sorted(files)
+    assert (installed / "model.bin").read_bytes() == files["model.bin"]
+
+    from hark.cli.transcribe import sample_path
+
+    result = hark("transcribe", str(sample_path()), "-f", "json", "--beam-size", "1",
+                  "--temperature", "0", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Model: tiny (best installed Whisper model)" in result.stderr
+    assert json.loads(result.stdout)["model"] == "faster-whisper/tiny"

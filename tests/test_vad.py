@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from hark.pipeline.vad import (
+    Chunk,
+    VadOptions,
+    fixed_windows,
+    pack_regions,
+    speech_chunks,
+)
+
+
+def seconds(a: float, b: float) -> Chunk:
+    return Chunk(int(a * SAMPLE_RATE), int(b * SAMPLE_RATE))
+
+
+def test_pack_regions_merges_neighbours_within_the_limit() -> None:
+    regions = [seconds(0, 4), seconds(5, 9), seconds(10, 14), seconds(20, 22)]
+    packed = pack_regions(regions, max_chunk_seconds=10)
+    assert packed == [seconds(0, 9), seconds(10, 14), seconds(20, 22)]
+    assert pack_regions(regions, max_chunk_seconds=12) == [seconds(0, 9), seconds(10, 22)]
+
+
+def test_pack_regions_never_exceeds_the_limit() -> None:
+    rng = np.random.default_rng(3)
+    starts = np.cumsum(rng.uniform(0.2, 3.0, size=200))
+    regions = [seconds(s, s + rng.uniform(0.1, 2.0)) for s in starts]
+    regions = [r for i, r in enumerate(regions) if i == 0 or r.start >= regions[i - 1].end]
+    packed = pack_regions(regions, max_chunk_seconds=8)
+    assert all(c.seconds <= 8 + 1e-9 for c in packed)
+    assert packed[0].start == regions[0].start and packed[-1].end == regions[-1].end
+    # Every region lies inside exactly one chunk.
+    for region in regions:
+        assert sum(c.start <= region.start and region.end <= c.end for c in packed) == 1
+
+
+def test_fixed_windows_cover_every_sample() -> None:
+    windows = fixed_windows(SAMPLE_RATE * 65 + 123, 30)
+    assert [w.seconds for w in windows[:2]] == [30, 30]
+    assert windows[0].start == 0 and windows[-1].end == SAMPLE_RATE * 65 + 123
+    assert all(a.end == b.start for a, b in zip(windows, windows[1:], strict=False))
+
+
+def test_silence_has_no_speech() -> None:
+    silence = np.zeros(SAMPLE_RATE * 10, dtype=np.float32)
+    assert speech_chunks(silence, VadOptions(), 30) == []
+    noise = np.random.default_rng(0).normal(0, 1e-4, SAMPLE_RATE * 10).astype(np.float32)
+    assert speech_chunks(noise, VadOptions(), 30) == []
+
+
+def test_vad_off_returns_the_whole_recording() -> None:
+    audio = np.zeros(SAMPLE_RATE * 40, dtype=np.float32)
+    chunks = speech_chunks(audio, None, 30)
+    assert chunks == [Chunk(0, SAMPLE_RATE * 30), Chunk(SAMPLE_RATE * 30, SAMPLE_RATE * 40)]
+
+
+@pytest.mark.corpus
+def test_real_speech_with_pauses_is_split_into_bounded_chunks(corpus_dir: Path) -> None:
+    # Ten Harvard sentences with pauses between them, 35.5 s in all.
+    _, audio = load_audio(corpus_dir / "asr" / "osr_us_000_0034_8k.wav")
+    chunks = speech_chunks(audio, VadOptions(max_chunk_seconds=5), 30)
+    assert 8 <= len(chunks) <= 14
+    assert all(0.5 < c.seconds <= 5.0 for c in chunks)
+    assert all(a.end <= b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    speech = sum(c.seconds for c in chunks)
+    assert 15 < speech < 34, "pauses between sentences must be skipped"
+    # Longer chunks allowed: fewer, and still bounded.
+    long_chunks = speech_chunks(audio, VadOptions(), 30)
+    assert len(long_chunks) < len(chunks)
+    assert all(c.seconds <= 30 for c in long_chunks)
+
+
+@pytest.mark.corpus
+def test_threshold_changes_what_counts_as_speech(corpus_dir: Path) -> None:
+    _, audio = load_audio(corpus_dir / "asr" / "pyannote_sample.wav")
+    lenient = speech_chunks(audio, VadOptions(threshold=0.2, max_chunk_seconds=5), 30)
+    strict = speech_chunks(audio, VadOptions(threshold=0.9, max_chunk_seconds=5), 30)
+    assert sum(c.seconds for c in lenient) > sum(c.seconds for c in strict)
+    # The recording is silent for its first ~6.7 s.
+    assert lenient[0].start_s > 5.5

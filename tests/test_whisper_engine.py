@@ -1,0 +1,127 @@
+"""The faster-whisper engine on a tiny random-weight model built offline.
+
+Random weights give nonsense text, so these tests check structure, option handling,
+and that Hark returns exactly what faster-whisper itself returns.
+"""
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+from hark.config import Settings
+from hark.pipeline.audio import load_audio
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.run import transcribe_audio, transcribe_file
+from hark.pipeline.transcript import Transcript
+from hark.pipeline.vad import VadOptions, speech_chunks
+
+SAMPLE = Path(str(resources.files("hark") / "samples" / "welcome.ogg"))
+
+
+@pytest.fixture(scope="module")
+def audio() -> np.ndarray:
+    _, samples = load_audio(SAMPLE)
+    # Two copies with a pause between them: several VAD chunks, over 20 s.
+    pause = np.zeros(16000 * 3, dtype=np.float32)
+    return np.concatenate([samples, pause, samples])
+
+
+@pytest.fixture(scope="module")
+def reference_model(tiny_whisper_dir: Path) -> WhisperModel:
+    return WhisperModel(str(tiny_whisper_dir), device="cpu", compute_type="int8")
+
+
+def shape(segments: Any) -> list[tuple[Any, ...]]:
+    return [
+        (s.start, s.end, s.text.strip(),
+         [(w.word.strip(), w.start, w.end, w.probability) for w in (s.words or [])])
+        for s in segments
+    ]
+
+
+def ours(transcript: Transcript) -> list[tuple[Any, ...]]:
+    return [
+        (s.start, s.end, s.text, [(w.word, w.start, w.end, w.probability) for w in s.words])
+        for s in transcript.segments
+    ]
+
+
+@pytest.mark.parametrize("prompting", [{}, {"initial_prompt": "Hello there.", "hotwords": "fox"}])
+def test_batched_output_is_exactly_faster_whispers(
+    audio: np.ndarray, tiny_whisper_dir: Path, reference_model: WhisperModel,
+    settings: Settings, prompting: dict[str, str],
+) -> None:
+    options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
+                                batch_size=4, **prompting)
+    transcript = transcribe_audio(audio, options, settings)
+    chunks = speech_chunks(audio, VadOptions(), 30.0)
+    segments, info = BatchedInferencePipeline(reference_model).transcribe(
+        audio, clip_timestamps=[{"start": c.start_s, "end": c.end_s} for c in chunks],
+        batch_size=4, beam_size=1, temperature=0.0, word_timestamps=True, **prompting,
+    )
+    expected = shape(segments)
+    assert expected, "the tiny model must produce segments for this comparison to mean much"
+    assert ours(transcript) == expected
+    assert transcript.language == info.language
+    assert transcript.language_probability == info.language_probability
+
+
+def test_sequential_output_is_exactly_faster_whispers(
+    audio: np.ndarray, tiny_whisper_dir: Path, reference_model: WhisperModel, settings: Settings
+) -> None:
+    options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
+                                batch_size=0, language="en")
+    transcript = transcribe_audio(audio, options, settings)
+    chunks = speech_chunks(audio, VadOptions(), 30.0)
+    segments, _ = reference_model.transcribe(
+        audio, clip_timestamps=[t for c in chunks for t in (c.start_s, c.end_s)],
+        beam_size=1, temperature=0.0, word_timestamps=True, language="en",
+    )
+    expected = shape(segments)
+    assert expected
+    assert ours(transcript) == expected
+    assert transcript.language == "en"
+
+
+def test_language_detection_translation_and_words(
+    tiny_whisper_dir: Path, settings: Settings
+) -> None:
+    options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
+                                task="translate")
+    transcript = transcribe_file(SAMPLE, options, settings)
+    assert transcript.model == "faster-whisper/tiny"
+    assert transcript.language is not None and len(transcript.language) >= 2
+    assert transcript.language_probability is not None
+    assert 0.0 < transcript.language_probability <= 1.0
+    assert transcript.segments
+    for segment in transcript.segments:
+        assert segment.avg_logprob is not None and segment.no_speech_prob is not None
+        assert segment.confidence is not None and 0.0 <= segment.confidence <= 1.0
+        for word in segment.words:
+            assert segment.start - 0.01 <= word.start <= word.end <= segment.end + 0.01
+            assert word.probability is not None
+    assert set(transcript.timings) == {"decode", "vad", "transcribe"}
+
+
+def test_word_timestamps_can_be_turned_off(tiny_whisper_dir: Path, settings: Settings) -> None:
+    options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
+                                word_timestamps=False, language="en")
+    transcript = transcribe_file(SAMPLE, options, settings)
+    assert transcript.segments
+    assert all(s.words == [] for s in transcript.segments)
+
+
+def test_installed_model_by_name_and_cpu_int8(tiny_whisper_dir: Path, settings: Settings) -> None:
+    import shutil
+
+    from hark.pipeline.engines.select import borrow_engine
+
+    shutil.copytree(tiny_whisper_dir, settings.models_path / "tiny")
+    with borrow_engine("faster-whisper/tiny", settings) as engine:
+        assert engine.name == "faster-whisper/tiny"
+        assert getattr(engine, "device") == "cpu"
+        assert getattr(engine, "compute_type") == "int8"
