@@ -27,7 +27,7 @@ def test_least_recently_used_is_evicted_and_closed() -> None:
     cache: ModelCache[FakeModel] = ModelCache(max_entries=2, idle_seconds=60)
     models = {}
     for key in ("a", "b"):
-        with cache.use(key, lambda k=key: FakeModel(k)) as m:
+        with cache.use(key, lambda k=key: FakeModel(k)) as m:  # type: ignore[misc]
             models[key] = m
     with cache.use("a", lambda: FakeModel("a2")):
         pass

@@ -1,3 +1,5 @@
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from hark.pipeline.vad import VadOptions, speech_chunks
 
 
 @pytest.fixture(scope="module")
-def engine() -> PocketsphinxEngine:
+def engine() -> Iterator[PocketsphinxEngine]:
     engine = PocketsphinxEngine(processes=2)
     yield engine
     engine.close()
@@ -54,7 +56,7 @@ def test_words_have_times_and_confidences(engine: PocketsphinxEngine, corpus_dir
         assert segment.avg_logprob is None and segment.no_speech_prob is None
         assert segment.start == segment.words[0].start and segment.end == segment.words[-1].end
         assert segment.text == " ".join(w.word for w in segment.words)
-    for a, b in zip(words, words[1:], strict=False):
+    for a, b in itertools.pairwise(words):
         assert a.start < a.end <= b.start + 1e-6
     assert all(w.probability is not None and 0.0 <= w.probability <= 1.0 for w in words)
     assert len({w.probability for w in words}) > 5, "confidences must vary per word"

@@ -10,6 +10,7 @@ from hark.errors import CanceledError, UnknownModelError
 from hark.pipeline.engines.select import resolve_model
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import Hooks, transcribe_file
+from hark.pipeline.transcript import Segment
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -63,7 +64,7 @@ def test_unknown_model_is_refused(settings: Settings, tmp_path: Path) -> None:
 def test_progress_segments_and_cancel(settings: Settings, corpus_dir: Path) -> None:
     audio = corpus_dir / "asr" / "osr_us_000_0034_8k.wav"
     progress: list[tuple[str, float]] = []
-    seen = []
+    seen: list[Segment] = []
     transcript = transcribe_file(
         audio, TranscribeOptions(), settings,
         Hooks(on_progress=lambda s, f: progress.append((s, f)), on_segment=seen.append),
@@ -76,7 +77,7 @@ def test_progress_segments_and_cancel(settings: Settings, corpus_dir: Path) -> N
     assert stages == ["loading", "decoding", "detecting speech", "transcribing", "done"]
     assert transcript.text.startswith(transcript.segments[0].text)
 
-    segments_before_cancel = []
+    segments_before_cancel: list[Segment] = []
 
     def canceled() -> bool:
         return len(segments_before_cancel) >= 1

@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_fixed_windows_cover_every_sample() -> None:
     windows = fixed_windows(SAMPLE_RATE * 65 + 123, 30)
     assert [w.seconds for w in windows[:2]] == [30, 30]
     assert windows[0].start == 0 and windows[-1].end == SAMPLE_RATE * 65 + 123
-    assert all(a.end == b.start for a, b in zip(windows, windows[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
 
 
 def test_silence_has_no_speech() -> None:
@@ -64,7 +65,7 @@ def test_real_speech_with_pauses_is_split_into_bounded_chunks(corpus_dir: Path) 
     chunks = speech_chunks(audio, VadOptions(max_chunk_seconds=5), 30)
     assert 8 <= len(chunks) <= 14
     assert all(0.5 < c.seconds <= 5.0 for c in chunks)
-    assert all(a.end <= b.start for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(chunks))
     speech = sum(c.seconds for c in chunks)
     assert 15 < speech < 34, "pauses between sentences must be skipped"
     # Longer chunks allowed: fewer, and still bounded.

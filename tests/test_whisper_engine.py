@@ -14,6 +14,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from hark.config import Settings
 from hark.pipeline.audio import load_audio
+from hark.pipeline.engines.whisper import WhisperEngine
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio, transcribe_file
 from hark.pipeline.transcript import Transcript
@@ -56,7 +57,8 @@ def test_batched_output_is_exactly_faster_whispers(
     settings: Settings, prompting: dict[str, str],
 ) -> None:
     options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
-                                batch_size=4, **prompting)
+                                batch_size=4, initial_prompt=prompting.get("initial_prompt"),
+                                hotwords=prompting.get("hotwords"))
     transcript = transcribe_audio(audio, options, settings)
     chunks = speech_chunks(audio, VadOptions(), 30.0)
     segments, info = BatchedInferencePipeline(reference_model).transcribe(
@@ -123,5 +125,5 @@ def test_installed_model_by_name_and_cpu_int8(tiny_whisper_dir: Path, settings: 
     shutil.copytree(tiny_whisper_dir, settings.models_path / "tiny")
     with borrow_engine("faster-whisper/tiny", settings) as engine:
         assert engine.name == "faster-whisper/tiny"
-        assert getattr(engine, "device") == "cpu"
-        assert getattr(engine, "compute_type") == "int8"
+        assert isinstance(engine, WhisperEngine)
+        assert (engine.device, engine.compute_type) == ("cpu", "int8")

@@ -12,22 +12,25 @@ previous token: a bigram table held in the embedding and projection matrices. Pe
 30-second window (or per clip) the model says one short sentence of five tokens that
 faster-whisper splits into three words:
 
-* with timestamps: ``<|0.00|>`` + sentence ending in "." + ``<|2.00|>`` + end of text;
+* with timestamps: ``<|0.00|>`` + sentence ending in "." + ``<|1.20|>`` + end of text;
 * without timestamps (the batched pipeline's default): another sentence ending in "?".
 
-Word timing is scripted more loosely. The encoder's position signal carries a ramp
-across the window, and the alignment heads turn it into attention that decays from the
-start of the window at a rate set by the token's place in the sentence, so the aligner
-finds the words one after another over roughly the first 1.6 seconds of each window.
-The audio enters through the random convolutions and encoder layers as a perturbation:
-word boundaries shift a little with the input while staying deterministic for a given
-input and seed. The language is always detected as English (probability about 0.9).
+Word timing is scripted too. The encoder's position signal carries one bump per
+sentence token, and the alignment heads attend to the bump of the token they predict,
+so the aligner places the words at fixed times from the start of each window or clip:
+about 0.0-0.4 s, 0.4-0.75 s and 0.75-1.1 s (clips shorter than that squeeze the later
+words, down to zero length). The audio does pass through random convolutions and
+encoder layers, but the scripted signals dominate: text and word times depend on where
+windows and clips fall, not on what they contain. The language is always detected as
+English (probability about 0.9).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +81,7 @@ TIMESTAMP_BEGIN = NO_TIMESTAMPS + 1
 VOCAB_SIZE = TIMESTAMP_BEGIN + NUM_TIMESTAMPS
 
 # Where each window's only timed segment closes, relative to the window start.
-CLOSING_TIMESTAMP_S = 2.0
+CLOSING_TIMESTAMP_S = 1.2
 _CLOSING_INDEX = round(CLOSING_TIMESTAMP_S / TIME_PRECISION_S)
 
 # Logit levels of the scripted decoder. Every entry stays within +-_LOGIT_CAP so that
@@ -97,19 +100,28 @@ _OTHER_LANGUAGE_MAX = 2.0
 # Sentence: a word, a continuation of it, two more words, closing punctuation.
 _SENTENCE_WORDS = 3
 
-# Alignment attention decays as exp(-frame / tau) with tau growing geometrically along
-# the sentence. Two such rows cross near tau * r ln r / (r - 1), about 1.22 tau for
-# r = 1.5, which puts the word boundaries near 0.7 s, 1.1 s and 1.6 s.
-_FIRST_DECAY_FRAMES = 19.5
-_DECAY_GROWTH = 1.5
-# Size of the random, audio-dependent part of the alignment logits relative to the
-# ramp: enough to move boundaries by a few frames, too little to reorder words.
+# When each sentence token is spoken, relative to the window start (the punctuation
+# is merged into the last word by faster-whisper).
+_TOKEN_SPANS_S: tuple[tuple[float, float], ...] = (
+    (0.0, 0.2),
+    (0.2, 0.4),
+    (0.4, 0.75),
+    (0.75, 1.1),
+    (1.1, CLOSING_TIMESTAMP_S),
+)
+_FRAME_S = 0.02
+# Gaussian bumps in the encoder position signal, one per token, centred on its span.
+_BUMP_WIDTH_FRAMES = 5.0
+_BUMP_AMPLITUDE = 3.0
+# Attention logit an alignment head adds at the centre of its token's bump.
+_BUMP_BOOST = 8.0
+# Gains of the random parts that touch the scripted signals: the cross-attention
+# queries and keys (in the alignment heads they add to the bump logits), and the
+# convolution and encoder layers, whose output the encoder's final layer norm mixes
+# with the bumps. Small enough that neither can move a word boundary noticeably.
 _ALIGNMENT_JITTER = 0.3
-# How strongly the audio perturbs the encoder's position signal.
 _AUDIO_GAIN = 0.3
 _ENCODER_LAYER_GAIN = 0.1
-# Amplitude of the ramp coordinate in the encoder output (whose squared norm is 64).
-_RAMP_AMPLITUDE = 4.0
 
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
@@ -185,14 +197,11 @@ def _byte_characters() -> list[str]:
     return characters
 
 
-def _syllables(number: int) -> str:
-    # Bijective numeration, so every number gets a distinct string of any length.
-    parts: list[str] = []
-    number += 1
-    while number > 0:
-        number, digit = divmod(number - 1, len(_SYLLABLES))
-        parts.append(_SYLLABLES[digit])
-    return "".join(reversed(parts))
+def _pseudo_words() -> Iterator[str]:
+    # Every string of syllables, shortest first: distinct and pronounceable-looking.
+    for length in itertools.count(1):
+        for parts in itertools.product(_SYLLABLES, repeat=length):
+            yield "".join(parts)
 
 
 def _text_tokens() -> list[str]:
@@ -205,10 +214,12 @@ def _text_tokens() -> list[str]:
     """
     tokens = _byte_characters()
     space = tokens[ord(" ")]
-    for index in range(NUM_TEXT_TOKENS - 1 - len(tokens)):
-        word = _syllables(index // 2)
-        tokens.append(space + word if index % 2 == 0 else word)
+    pairs = (NUM_TEXT_TOKENS - 1 - len(tokens)) // 2
+    for word in itertools.islice(_pseudo_words(), pairs):
+        tokens += [space + word, word]
     tokens.append("")
+    if len(tokens) != NUM_TEXT_TOKENS:
+        raise AssertionError("text vocabulary has the wrong size")
     return tokens
 
 
@@ -250,13 +261,14 @@ class _States:
     """The decoder as a finite-state table.
 
     `logits[s]` are the next-token logits in state `s`; `state_of[t]` is the state the
-    decoder is in right after reading token `t`; `decay[s]` is the alignment decay time
-    (in encoder frames) of the token predicted from state `s`, infinite for a flat row.
+    decoder is in right after reading token `t`; `rank[s]` is the place in the sentence
+    of the token predicted from state `s`, which picks the encoder bump the alignment
+    heads attend to, or -1 for a state whose alignment attention stays flat.
     """
 
     logits: FloatArray
     state_of: npt.NDArray[np.intp]
-    decay: FloatArray
+    rank: npt.NDArray[np.intp]
 
 
 def _pick_script(rng: np.random.Generator) -> _Script:
@@ -276,26 +288,25 @@ def _pick_script(rng: np.random.Generator) -> _Script:
 
 def _decoder_states(rng: np.random.Generator, script: _Script) -> _States:
     rows: list[FloatArray] = []
-    decays: list[float] = []
+    ranks: list[int] = []
     state_of = np.zeros(VOCAB_SIZE, dtype=np.intp)
     timestamps = slice(TIMESTAMP_BEGIN, VOCAB_SIZE)
     offsets = np.arange(NUM_TIMESTAMPS, dtype=np.float32)
 
-    def add_state(*owners: int, rank: int | None = None) -> FloatArray:
+    def add_state(*owners: int, rank: int = -1) -> FloatArray:
         row = np.zeros(VOCAB_SIZE, dtype=np.float32)
         row[timestamps] = _UNLIKELY
         state_of[list(owners)] = len(rows)
         rows.append(row)
-        decays.append(
-            np.inf if rank is None else _FIRST_DECAY_FRAMES * _DECAY_GROWTH**rank
-        )
+        ranks.append(rank if rank < len(_TOKEN_SPANS_S) else -1)
         return row
 
     # Anything unscripted (a text prefix, say) ends the text.
     add_state()[EOT] = _EOT_AFTER_OTHER
 
+    # Language detection reads the logits after <|startoftranscript|>, and so does the
+    # no-speech probability, kept near zero so no window is dropped as silence.
     after_sot = add_state(SOT)
-    after_sot[timestamps] = 0.0
     after_sot[NO_SPEECH] = _UNLIKELY
     after_sot[FIRST_LANGUAGE:TRANSLATE] = rng.uniform(0.0, _OTHER_LANGUAGE_MAX, len(LANGUAGES))
     after_sot[FIRST_LANGUAGE + LANGUAGES.index("en")] = _ENGLISH
@@ -318,20 +329,18 @@ def _decoder_states(rng: np.random.Generator, script: _Script) -> _States:
     after_no_timestamps[script.timed[0]] = _RUNNER_UP
 
     for sentence in (script.timed, script.untimed):
-        for rank, (token, following) in enumerate(zip(sentence, sentence[1:]), start=1):
+        for rank, (token, following) in enumerate(itertools.pairwise(sentence), start=1):
             add_state(token, rank=rank)[following] = _CHOSEN
 
     closing = add_state(script.timed[-1], rank=len(script.timed))
     closing[EOT] = _EOT_BEFORE_CLOSING
-    closing[timestamps] = np.maximum(
-        _CHOSEN - 0.5 * np.abs(offsets - _CLOSING_INDEX), -_LOGIT_CAP
-    )
+    closing[timestamps] = np.maximum(_CHOSEN - 0.5 * np.abs(offsets - _CLOSING_INDEX), -_LOGIT_CAP)
     add_state(script.untimed[-1], rank=len(script.untimed))[EOT] = _CHOSEN
 
     logits = np.stack(rows)
     if np.abs(logits).max() > _LOGIT_CAP:
         raise AssertionError("logit table exceeds the quantisation-safe range")
-    return _States(logits, state_of, np.asarray(decays, dtype=np.float32))
+    return _States(logits, state_of, np.asarray(ranks, dtype=np.intp))
 
 
 def _fill_decoder(decoder: Any, rng: np.random.Generator, states: _States) -> None:
@@ -342,7 +351,7 @@ def _fill_decoder(decoder: Any, rng: np.random.Generator, states: _States) -> No
     half, zero-mean with the same norm. Every layer norm therefore divides by the same
     constant, and a matrix reading the first half sees each state as its own
     orthogonal direction whatever the position: the projection turns it into that
-    state's logits, the alignment heads' queries into that state's decay rate.
+    state's logits, the alignment heads' queries into a pointer at its token's bump.
     """
     num_states = states.logits.shape[0]
     half = D_MODEL // 2
@@ -380,36 +389,35 @@ def _fill_decoder(decoder: Any, rng: np.random.Generator, states: _States) -> No
 def _script_alignment(
     attention: Any, states: _States, state_columns: npt.NDArray[np.intp], normalised: float
 ) -> None:
-    """Give each alignment head a first query/key component that makes a decay ramp.
+    """Point the first query/key components of every alignment head at the bumps.
 
-    The key's component reads the encoder's ramp coordinate (_RAMP_AMPLITUDE * frame /
-    last frame); the query's carries -last frame / (tau * _RAMP_AMPLITUDE) * sqrt(HEAD_DIM)
-    for the state's tau, so the attention logit falls by 1 / tau per frame.
+    Key component m of each head reads bump m of the encoder output; query component m
+    is nonzero only in the states whose predicted token has rank m, sized so that the
+    attention logit rises by _BUMP_BOOST at the bump's centre.
     """
-    query = attention.linear[0].weight
-    key_value = attention.linear[1].weight
-    key_bias = attention.linear[1].bias
-    last_frame = ENCODER_POSITIONS - 1
-    slopes = np.where(
-        np.isfinite(states.decay),
-        -last_frame / (states.decay * _RAMP_AMPLITUDE) * np.sqrt(HEAD_DIM),
-        0.0,
-    )
+    query, query_bias = attention.linear[0].weight, attention.linear[0].bias
+    key_value, key_bias = attention.linear[1].weight, attention.linear[1].bias
+    pointer = _BUMP_BOOST * np.sqrt(HEAD_DIM) / (_BUMP_AMPLITUDE * normalised)
     for head in range(NUM_HEADS):
-        component = head * HEAD_DIM
-        query[component, :] = 0.0
-        query[component, state_columns] = slopes / normalised
-        attention.linear[0].bias[component] = 0.0
-        key_value[component, :] = 0.0
-        key_value[component, 0] = 1.0
-        key_bias[component] = 0.0
+        for bump in range(len(_TOKEN_SPANS_S)):
+            component = head * HEAD_DIM + bump
+            query[component, :] = 0.0
+            query[component, state_columns] = np.where(states.rank == bump, pointer, 0.0)
+            query_bias[component] = 0.0
+            # Reading the pair's difference cancels any common shift of the layer norm.
+            key_value[component, :] = 0.0
+            key_value[component, 2 * bump] = 0.5
+            key_value[component, 2 * bump + 1] = -0.5
+            key_bias[component] = 0.0
 
 
 # --- random layers ----------------------------------------------------------------------
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> FloatArray:
-    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+    values = rng.standard_normal(shape, dtype=np.float32)
+    values /= np.float32(np.sqrt(fan_in))
+    return values
 
 
 def _fill_norm(norm: Any) -> None:
@@ -432,8 +440,8 @@ def _fill_attention(attention: Any, rng: np.random.Generator, *, gain: float) ->
 
 
 def _fill_cross_attention(attention: Any, rng: np.random.Generator) -> None:
-    # The queries and keys are small so that, in the alignment heads, they only
-    # jitter the scripted ramp; the output is silent like every decoder layer's.
+    # Small queries and keys, so that in the alignment heads they barely disturb the
+    # scripted bumps; the output is silent like every decoder layer's.
     _fill_norm(attention.layer_norm)
     _fill_linear(attention.linear[0], rng, D_MODEL, D_MODEL, gain=_ALIGNMENT_JITTER)
     _fill_linear(attention.linear[1], rng, 2 * D_MODEL, D_MODEL, gain=_ALIGNMENT_JITTER)
@@ -447,20 +455,31 @@ def _fill_ffn(ffn: Any, rng: np.random.Generator, *, gain: float) -> None:
 
 
 def _encoder_positions() -> FloatArray:
-    """Zero-mean rows of squared norm D_MODEL: a ramp, its complement, and sinusoids.
+    """Zero-mean rows of squared norm D_MODEL: token bumps, their complement, sinusoids.
 
     Keeping every row's mean and norm fixed makes the encoder's final layer norm an
-    identity on the position signal, so the ramp reaches the alignment heads intact
+    identity on the position signal, so the bumps reach the alignment heads intact
     apart from the audio's perturbation.
     """
-    ramp = np.arange(ENCODER_POSITIONS) / (ENCODER_POSITIONS - 1) * _RAMP_AMPLITUDE
-    waves = (D_MODEL - 4) // 4
-    # Each wave's four columns add 2 to the squared norm; the ramp pair and its
-    # complement pair share the rest.
-    complement = np.sqrt((D_MODEL - 2.0 * waves) / 2.0 - ramp**2)
+    frames = np.arange(ENCODER_POSITIONS, dtype=np.float64)
+    centres = [(start + end) / 2.0 / _FRAME_S for start, end in _TOKEN_SPANS_S]
+    bumps = [
+        _BUMP_AMPLITUDE * np.exp(-0.5 * ((frames - centre) / _BUMP_WIDTH_FRAMES) ** 2)
+        for centre in centres
+    ]
+    waves = (D_MODEL - 2 * len(bumps) - 2) // 4
+    # Each wave's four columns add 2 to the squared norm and each bump pair twice its
+    # square; the complement pair takes up the rest.
+    spare = (D_MODEL - 2.0 * waves) / 2.0 - np.sum(np.square(bumps), axis=0)
+    if spare.min() < 0.0:
+        raise AssertionError("encoder bumps overflow the position norm")
+    complement = np.sqrt(spare)
     frequencies = np.exp(-np.log(1000.0) * np.arange(waves) / waves)
-    angles = np.arange(ENCODER_POSITIONS)[:, None] * frequencies[None, :]
-    columns = [ramp, -ramp, complement, -complement]
+    angles = frames[:, None] * frequencies[None, :]
+    columns: list[npt.NDArray[np.float64]] = []
+    for bump in bumps:
+        columns += [bump, -bump]
+    columns += [complement, -complement]
     for wave in range(waves):
         sine, cosine = np.sin(angles[:, wave]), np.cos(angles[:, wave])
         columns += [sine, -sine, cosine, -cosine]

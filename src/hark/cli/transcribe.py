@@ -15,7 +15,7 @@ from hark.config import Settings, get_settings
 from hark.errors import HarkError, OptionError
 from hark.pipeline import writers
 from hark.pipeline.engines.select import check_model_name, engine_cache, resolve_model
-from hark.pipeline.options import TranscribeOptions, Task
+from hark.pipeline.options import Task, TranscribeOptions
 from hark.pipeline.run import Hooks, transcribe_file
 from hark.pipeline.vad import VadOptions
 
