@@ -27,7 +27,7 @@ def direct(path: Path) -> None:
     engine = PocketsphinxEngine()
     try:
         _, audio = load_audio(path)
-        chunks = speech_chunks(audio, VadOptions(), engine.chunk_seconds)
+        chunks = speech_chunks(audio, VadOptions(), engine.chunk_seconds, engine.pack_chunks)
         segments = list(engine.recognize(audio, chunks, TranscribeOptions()).segments)
         print(" ".join(s.text for s in segments))
     finally:

@@ -73,7 +73,8 @@ def test_demo_prints_a_transcript(cli_env: Path) -> None:
     result = hark("demo", env={"HARK_DATA_DIR": str(cli_env)})
     assert result.returncode == 0, result.stderr
     words = result.stdout.lower().split()
-    assert {"hello", "welcome", "fox"} <= set(words)
+    expected = {"hello", "welcome", "recognition", "fox", "jumps", "lazy", "dog"}
+    assert len(expected & set(words)) >= 5, words
 
 
 def test_models_list_and_rm(cli_env: Path, tiny_whisper_dir: Path) -> None:

@@ -45,7 +45,7 @@ def test_non_english_request_fails_before_decoding(settings: Settings, tmp_path:
 @pytest.mark.corpus
 def test_words_have_times_and_confidences(engine: PocketsphinxEngine, corpus_dir: Path) -> None:
     _, audio = load_audio(corpus_dir / "asr" / "osr_us_000_0034_8k.wav")
-    chunks = speech_chunks(audio, VadOptions(), engine.chunk_seconds)
+    chunks = speech_chunks(audio, VadOptions(), engine.chunk_seconds, pack=False)
     recognition = engine.recognize(audio, chunks, TranscribeOptions())
     segments = list(recognition.segments)
     assert recognition.language == "en" and recognition.language_probability is None
@@ -75,7 +75,7 @@ def test_words_have_times_and_confidences(engine: PocketsphinxEngine, corpus_dir
 @pytest.mark.corpus
 def test_parallel_decoding_matches_one_process(corpus_dir: Path, settings: Settings) -> None:
     _, audio = load_audio(corpus_dir / "asr" / "mfa_acoustic_corpus.wav")
-    chunks = speech_chunks(audio, VadOptions(), 15.0)
+    chunks = speech_chunks(audio, VadOptions(), 15.0, pack=False)
     assert len(chunks) >= 2, "needs several chunks to exercise the pool"
     single = PocketsphinxEngine(processes=1)
     try:

@@ -55,7 +55,7 @@ def transcribe(
                       "silence included.")] = False,
     vad_threshold: Annotated[float, typer.Option(help="Speech probability threshold.")] = 0.5,
     min_silence_ms: Annotated[int, typer.Option(help="Silence that ends a speech region.")]
-    = 300,
+    = 500,
     speech_pad_ms: Annotated[int, typer.Option(help="Padding around speech regions.")] = 200,
     max_chunk_seconds: Annotated[float | None, typer.Option(help="Longest chunk handed to "
                                  "the engine.")] = None,

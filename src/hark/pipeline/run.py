@@ -74,7 +74,7 @@ def _recognize(
     duration = audio.shape[0] / SAMPLE_RATE
     hooks.progress("detecting speech", _STAGE_END["decoding"])
     started = time.perf_counter()
-    chunks = speech_chunks(audio, options.vad, engine.chunk_seconds)
+    chunks = speech_chunks(audio, options.vad, engine.chunk_seconds, engine.pack_chunks)
     timings["vad"] = time.perf_counter() - started
 
     segments: list[Segment] = []

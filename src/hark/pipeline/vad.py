@@ -23,9 +23,9 @@ class VadOptions:
     """
 
     threshold: float = 0.5
-    min_silence_ms: int = 300
+    min_silence_ms: int = 500
     speech_pad_ms: int = 200
-    min_speech_ms: int = 150
+    min_speech_ms: int = 0
     max_chunk_seconds: float | None = None
 
 
@@ -86,12 +86,18 @@ def fixed_windows(num_samples: int, window_seconds: float) -> list[Chunk]:
 
 
 def speech_chunks(
-    audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float
+    audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float,
+    pack: bool = True,
 ) -> list[Chunk]:
-    """The chunks an engine transcribes: VAD speech, or the whole audio when `options` is None."""
+    """The chunks an engine transcribes: VAD speech, or the whole audio when `options` is None.
+
+    With `pack`, neighbouring regions are merged (silence between them included) into
+    chunks of up to the limit; without, each speech region is its own chunk.
+    """
     max_seconds = engine_chunk_seconds
     if options is not None and options.max_chunk_seconds is not None:
         max_seconds = min(options.max_chunk_seconds, engine_chunk_seconds)
     if options is None:
         return fixed_windows(audio.shape[0], max_seconds)
-    return pack_regions(detect_speech(audio, options, max_seconds), max_seconds)
+    regions = detect_speech(audio, options, max_seconds)
+    return pack_regions(regions, max_seconds) if pack else regions

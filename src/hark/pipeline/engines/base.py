@@ -37,6 +37,11 @@ class Engine(Protocol):
         """The longest chunk this engine wants from the VAD stage."""
         ...
 
+    @property
+    def pack_chunks(self) -> bool:
+        """Whether neighbouring speech regions are merged into chunks of up to that length."""
+        ...
+
     def check(self, options: TranscribeOptions) -> None:
         """Refuse options this engine cannot honour, before any audio work starts."""
         ...

@@ -36,18 +36,21 @@ def ready() -> bool:
 def decode_chunk(pcm: bytes) -> list[RawWord]:
     """Decode one utterance of 16 kHz int16 PCM; words as (text, start s, end s, posterior)."""
     decoder = _decoder
+    # Feature state (noise estimate, CMN) would otherwise carry over from whichever
+    # chunk this process decoded before, making results depend on scheduling.
+    decoder.reinit_feat()
     decoder.start_utt()
     decoder.process_raw(pcm, no_search=False, full_utt=True)
     decoder.end_utt()
     if decoder.hyp() is None:
         return []
-    logmath = decoder.get_logmath()
     words: list[RawWord] = []
-    for seg in decoder.seg():
+    for seg in decoder.seg() or ():
         token = seg.word
         if token in _SKIP or token.startswith(("[", "++", "<")):
             continue
-        probability = float(np.clip(logmath.exp(seg.prob), 0.0, 1.0))
+        # With bestpath search (the default) `prob` is the word's linear posterior.
+        probability = float(np.clip(seg.prob, 0.0, 1.0))
         words.append((
             _ALTERNATE.sub("", token),
             seg.start_frame / _frame_rate,

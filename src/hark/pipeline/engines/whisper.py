@@ -68,6 +68,10 @@ class WhisperEngine:
         return WHISPER_WINDOW_SECONDS
 
     @property
+    def pack_chunks(self) -> bool:
+        return True
+
+    @property
     def multilingual(self) -> bool:
         return bool(self.model.model.is_multilingual)
 
