@@ -238,7 +238,7 @@ def check_cues(
 
 
 def test_formats_and_media_types() -> None:
-    assert FORMATS == ("json", "txt", "srt", "vtt", "tsv")
+    assert FORMATS == ("json", "txt", "srt", "vtt", "tsv", "rttm")
     assert set(MEDIA_TYPES) == set(FORMATS)
     assert MEDIA_TYPES["srt"] == "application/x-subrip"
     assert MEDIA_TYPES["vtt"] == "text/vtt"
@@ -604,3 +604,24 @@ def test_ffmpeg_reads_the_captions(tmp_path: Path) -> None:
     assert len(subs) == count
     assert "Thanks for joining." in subs[0].content
     assert any("fine & final" in sub.content for sub in subs)
+
+
+def test_rttm_lists_diarized_turns(tmp_path: Path) -> None:
+    transcript = Transcript(
+        text="Hi there. Hello.", language="en", language_probability=None, duration=5.0,
+        model="m",
+        segments=[
+            Segment(id=0, start=0.5, end=1.75, text="Hi there.", speaker="SPEAKER_00"),
+            Segment(id=1, start=2.0, end=3.0, text="Hello.", speaker="SPEAKER_01"),
+        ],
+        speakers=[Speaker(id="SPEAKER_00", name="Ada Lovelace"), Speaker(id="SPEAKER_01")],
+    )
+    path = write(transcript, "rttm", tmp_path / "my talk.rttm")
+    rows = [line.split() for line in path.read_text().splitlines()]
+    assert [len(r) for r in rows] == [10, 10]
+    assert {r[1] for r in rows} == {"my_talk"}
+    assert [(float(r[3]), float(r[4]), r[7]) for r in rows] == [
+        (0.5, 1.25, "Ada_Lovelace"), (2.0, 1.0, "SPEAKER_01")]
+    undiarized = Transcript(text="x", language="en", language_probability=None, duration=1.0,
+                            model="m", segments=[Segment(id=0, start=0, end=1, text="x")])
+    assert render(undiarized, "rttm") == ""

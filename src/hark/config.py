@@ -35,11 +35,20 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(default=2, ge=1)
     model_idle_seconds: float = Field(default=900.0, gt=0)
     max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
+    diarizer: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    pyannote_model: Path | None = None
+    speaker_match_threshold: float = Field(default=0.75, gt=0, le=1)
+    database_url: str | None = None
     log_level: str = "INFO"
 
     @property
     def models_path(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL: HARK_DATABASE_URL, else a SQLite file in the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'hark.db'}"
 
 
 @lru_cache(maxsize=1)

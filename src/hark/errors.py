@@ -8,13 +8,20 @@
     │   ├── CorruptMediaError              CORRUPT_MEDIA        422
     │   └── AudioTooLongError              AUDIO_TOO_LONG       422
     ├── OptionError                        INVALID_OPTION       422
-    │   └── UnsupportedLanguageError       UNSUPPORTED_LANGUAGE 422
+    │   ├── UnsupportedLanguageError       UNSUPPORTED_LANGUAGE 422
+    │   └── InsufficientSpeechError        INSUFFICIENT_SPEECH  422
     ├── ModelError
     │   ├── UnknownModelError              UNKNOWN_MODEL        404
     │   ├── ModelNotInstalledError         MODEL_NOT_INSTALLED  409
     │   └── ModelDownloadError             MODEL_DOWNLOAD_FAILED 502
     ├── MissingDependencyError             MISSING_DEPENDENCY   501
     ├── ManifestError                      INVALID_MANIFEST     422
+    ├── NotFoundError                      NOT_FOUND            404
+    │   └── SpeakerNotFoundError           SPEAKER_NOT_FOUND    404
+    ├── ConflictError                      CONFLICT             409
+    │   └── EmbeddingMismatchError         EMBEDDING_MISMATCH   409
+    ├── DatabaseError                      DATABASE_ERROR       503
+    │   └── SchemaMismatchError            SCHEMA_MISMATCH      503
     └── CanceledError                      CANCELED             409
 
 `code` is stable: clients and the HTTP layer key on it, never on the message.
@@ -74,6 +81,12 @@ class UnsupportedLanguageError(OptionError):
     code = "UNSUPPORTED_LANGUAGE"
 
 
+class InsufficientSpeechError(OptionError):
+    """A voice sample holds too little speech to characterise a voice."""
+
+    code = "INSUFFICIENT_SPEECH"
+
+
 class ModelError(HarkError):
     code = "MODEL_ERROR"
     status_code = 500
@@ -100,14 +113,50 @@ class MissingDependencyError(HarkError):
     code = "MISSING_DEPENDENCY"
     status_code = 501
 
-    def __init__(self, package: str, extra: str | None = None) -> None:
-        hint = f"pip install 'hark[{extra}]'" if extra else f"pip install {package}"
+    def __init__(self, package: str, extra: str | None = None, hint: str | None = None) -> None:
+        if hint is None:
+            hint = f"pip install 'hark[{extra}]'" if extra else f"pip install {package}"
         super().__init__(f"{package} is not installed; install it with: {hint}", package=package)
 
 
 class ManifestError(HarkError):
     code = "INVALID_MANIFEST"
     status_code = 422
+
+
+class NotFoundError(HarkError):
+    code = "NOT_FOUND"
+    status_code = 404
+
+
+class SpeakerNotFoundError(NotFoundError):
+    code = "SPEAKER_NOT_FOUND"
+
+
+class ConflictError(HarkError):
+    """The request contradicts what is already stored."""
+
+    code = "CONFLICT"
+    status_code = 409
+
+
+class EmbeddingMismatchError(ConflictError):
+    """Voice embeddings from different embedders (or sizes) cannot be mixed in one profile."""
+
+    code = "EMBEDDING_MISMATCH"
+
+
+class DatabaseError(HarkError):
+    """The database cannot be reached or used; the message names it (password hidden)."""
+
+    code = "DATABASE_ERROR"
+    status_code = 503
+
+
+class SchemaMismatchError(DatabaseError):
+    """The database schema is at a revision this version of Hark does not know."""
+
+    code = "SCHEMA_MISMATCH"
 
 
 class CanceledError(HarkError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from hark import __version__
-from hark.cli import evaluate, models, transcribe
+from hark.cli import db, evaluate, models, speakers, transcribe
 
 app = typer.Typer(
     name="hark",
@@ -18,6 +18,8 @@ app.command("transcribe")(transcribe.transcribe)
 app.command("demo")(transcribe.demo)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
+app.add_typer(speakers.app, name="speakers")
+app.add_typer(db.app, name="db")
 
 
 @app.command("version")

@@ -14,7 +14,15 @@ from hark.cli.console import err, fail
 from hark.config import get_settings
 from hark.errors import HarkError
 from hark.evaluation.asr import EvalReport, ItemResult, evaluate_asr, read_manifest
+from hark.evaluation.diarization import (
+    COLLARS,
+    DiarizationResult,
+    evaluate_diarization,
+    pooled,
+    read_diarization_manifest,
+)
 from hark.evaluation.scoring import uses_characters
+from hark.pipeline.diarization.select import diarizer_cache
 from hark.pipeline.engines.select import engine_cache
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
@@ -30,9 +38,17 @@ def evaluate(
     no_vad: Annotated[bool, typer.Option("--no-vad")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam size (Whisper).")] = 5,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (Whisper).")] = None,
+    diarization: Annotated[bool, typer.Option("--diarization", help="Score speaker "
+                           "diarization (DER) against RTTM references instead.")] = False,
+    oracle_speakers: Annotated[bool, typer.Option("--oracle-speakers", help="With "
+                               "--diarization: give the diarizer the true speaker count.")]
+    = False,
 ) -> None:
-    """Score transcripts against references: per-item and pooled WER (CER for ja/ko/zh)."""
+    """Score transcripts (WER; CER for ja/ko/zh) or, with --diarization, speaker turns (DER)."""
     settings = get_settings()
+    if diarization:
+        evaluate_speakers(manifest, oracle_speakers, json_out)
+        return
     wanted = {x.strip() for x in languages.split(",")} if languages else None
     try:
         items = read_manifest(manifest, wanted)
@@ -76,3 +92,47 @@ def print_summary(out: Console, report: EvalReport) -> None:
     skipped = [r for r in report.items if r.errors is None]
     if skipped:
         out.print(f"{len(skipped)} item(s) not scored (see table)")
+
+
+def evaluate_speakers(manifest: Path, oracle_speakers: bool, json_out: Path | None) -> None:
+    settings = get_settings()
+    out = Console(highlight=False)
+    table = Table("id", "DER c0", "miss", "false alarm", "confusion", "DER c0.25",
+                  "speakers found/ref", "x RT", box=None)
+
+    def show(result: DiarizationResult) -> None:
+        if result.error is not None:
+            table.add_row(result.item.id, "-", "-", "-", "-", "-", "-", "-")
+            err.print(f"error: {result.item.id}: {result.error}", markup=False)
+            return
+        c0, c25 = result.components["collar 0"], result.components["collar 0.25"]
+        table.add_row(result.item.id, f"{c0['der']:.3f}", f"{c0['miss']:.3f}",
+                      f"{c0['false_alarm']:.3f}", f"{c0['confusion']:.3f}", f"{c25['der']:.3f}",
+                      f"{result.found_speakers}/{result.reference_speakers}",
+                      f"{result.speed:.1f}")
+
+    try:
+        items = read_diarization_manifest(manifest)
+        with err.status(f"Diarizing {len(items)} items"):
+            results = evaluate_diarization(items, settings, oracle_speakers, on_result=show)
+    except HarkError as exc:
+        fail(exc)
+    finally:
+        diarizer_cache(settings).clear()
+    out.print(table)
+    summary = {name: pooled(results, name) for name in COLLARS}
+    for name, row in summary.items():
+        out.print(f"overall DER ({name}): {row['der']:.3f} (miss {row['miss']:.3f}, "
+                  f"false alarm {row['false_alarm']:.3f}, confusion {row['confusion']:.3f})")
+    audio = sum(r.duration for r in results if r.error is None)
+    spent = sum(r.seconds for r in results if r.error is None)
+    out.print(f"speed: {audio:.1f} s of audio in {spent:.1f} s = "
+              f"{audio / spent if spent else 0:.1f}x real time")
+    if json_out is not None:
+        report = {"summary": summary, "items": [
+            {"id": r.item.id, "components": r.components, "found_speakers": r.found_speakers,
+             "reference_speakers": r.reference_speakers, "duration": r.duration,
+             "seconds": r.seconds, "error": r.error} for r in results]}
+        json_out.write_text(json.dumps(report, indent=2))
+    if any(r.error for r in results):
+        raise typer.Exit(1)

@@ -14,6 +14,8 @@ from hark.cli.console import err, error_line, fail
 from hark.config import Settings, get_settings
 from hark.errors import HarkError, OptionError
 from hark.pipeline import writers
+from hark.pipeline.diarization.base import DiarizationOptions
+from hark.pipeline.diarization.identify import VoiceProfile
 from hark.pipeline.engines.select import check_model_name, engine_cache, resolve_model
 from hark.pipeline.options import Task, TranscribeOptions
 from hark.pipeline.run import Hooks, transcribe_file
@@ -48,7 +50,7 @@ def transcribe(
     task: Annotated[str, typer.Option(help="transcribe or translate (to English).")]
     = "transcribe",
     formats: Annotated[str, typer.Option("-f", "--format",
-                       help="Comma-separated: json,txt,srt,vtt,tsv.")] = "txt",
+                       help="Comma-separated: json,txt,srt,vtt,tsv,rttm.")] = "txt",
     output_dir: Annotated[Path | None, typer.Option("-o", "--output-dir",
                           help="Write FILE.<format> here instead of stdout.")] = None,
     no_vad: Annotated[bool, typer.Option("--no-vad", help="Decode the whole recording, "
@@ -68,6 +70,14 @@ def transcribe(
                               "model with (Whisper).")] = None,
     hotwords: Annotated[str | None, typer.Option(help="Words to favour (Whisper).")] = None,
     no_word_timestamps: Annotated[bool, typer.Option("--no-word-timestamps")] = False,
+    diarize: Annotated[bool, typer.Option("--diarize", help="Label who spoke when.")] = False,
+    num_speakers: Annotated[int | None, typer.Option(help="Exact number of speakers.")] = None,
+    min_speakers: Annotated[int | None, typer.Option(help="At least this many speakers.")]
+    = None,
+    max_speakers: Annotated[int | None, typer.Option(help="At most this many speakers.")]
+    = None,
+    identify_speakers: Annotated[bool, typer.Option(
+        "--identify-speakers", help="Name speakers after enrolled voice profiles.")] = False,
 ) -> None:
     """Transcribe audio or video files."""
     settings = get_settings()
@@ -80,7 +90,9 @@ def transcribe(
             model=model, language=language, task=_task(task), vad=vad,
             word_timestamps=not no_word_timestamps, beam_size=beam_size,
             temperature=temperature, batch_size=batch_size, initial_prompt=initial_prompt,
-            hotwords=hotwords,
+            hotwords=hotwords, diarize=diarize or identify_speakers,
+            speakers=DiarizationOptions(num_speakers, min_speakers, max_speakers),
+            identify_speakers=identify_speakers,
         )
         check_model_name(resolve_model(model, settings), settings)
         err.print(describe_model(model, settings), markup=False)
@@ -90,13 +102,26 @@ def transcribe(
         output_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
     try:
+        profiles = _profiles(settings) if identify_speakers else []
         for path in files:
-            if not _transcribe_one(path, options, output_formats, output_dir, settings):
+            if not _transcribe_one(path, options, output_formats, output_dir, settings,
+                                   profiles):
                 failures += 1
     finally:
         engine_cache(settings).clear()
     if failures:
         raise typer.Exit(1)
+
+
+def _profiles(settings: Settings) -> list[VoiceProfile]:
+    from hark.db import DEFAULT_TENANT_ID, open_database
+    from hark.speakers.service import profiles_for_matching
+
+    try:
+        with open_database(settings.database) as db, db.session() as session:
+            return profiles_for_matching(session, DEFAULT_TENANT_ID, embedder=settings.diarizer)
+    except HarkError as exc:
+        fail(exc)
 
 
 def _task(value: str) -> Task:
@@ -108,7 +133,7 @@ def _task(value: str) -> Task:
 
 def _transcribe_one(
     path: Path, options: TranscribeOptions, formats: list[str], output_dir: Path | None,
-    settings: Settings,
+    settings: Settings, profiles: list[VoiceProfile],
 ) -> bool:
     progress = Progress(
         TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(),
@@ -122,7 +147,8 @@ def _transcribe_one(
             progress.update(task_id, completed=fraction, stage=stage)
 
         try:
-            transcript = transcribe_file(path, options, settings, Hooks(on_progress=on_progress))
+            transcript = transcribe_file(path, options, settings,
+                                         Hooks(on_progress=on_progress), profiles)
         except (HarkError, OSError) as exc:
             progress.update(task_id, stage="failed")
             progress.stop()
@@ -133,7 +159,7 @@ def _transcribe_one(
             target = writers.write(transcript, fmt, output_dir / f"{path.stem}.{fmt}")
             err.print(f"wrote {target}", markup=False)
         else:
-            sys.stdout.write(writers.render(transcript, fmt))
+            sys.stdout.write(writers.render(transcript, fmt, name=path.stem))
             sys.stdout.flush()
     return True
 

@@ -98,7 +98,7 @@ def read_manifest(path: Path, languages: set[str] | None = None) -> list[Manifes
         try:
             row = json.loads(line)
             item = ManifestItem(
-                id=str(row["id"]), audio=_find_audio(path.parent, str(row["audio"])),
+                id=str(row["id"]), audio=find_audio(path.parent, str(row["audio"])),
                 text=str(row["text"]), language=str(row.get("language") or "en"),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
@@ -109,7 +109,7 @@ def read_manifest(path: Path, languages: set[str] | None = None) -> list[Manifes
     return items
 
 
-def _find_audio(folder: Path, relative: str) -> Path:
+def find_audio(folder: Path, relative: str) -> Path:
     for base in (folder, folder.parent):
         if (base / relative).exists():
             return base / relative

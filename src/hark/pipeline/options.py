@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hark.errors import OptionError, UnsupportedLanguageError
+from hark.pipeline.diarization.base import DiarizationOptions
 from hark.pipeline.vad import VadOptions
 
 Task = Literal["transcribe", "translate"]
@@ -38,6 +39,9 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     hotwords: str | None = None
     batch_size: int | None = None
+    diarize: bool = False
+    speakers: DiarizationOptions = field(default_factory=DiarizationOptions)
+    identify_speakers: bool = False
 
     def __post_init__(self) -> None:
         if self.language is not None:
@@ -56,6 +60,8 @@ class TranscribeOptions:
             raise OptionError("temperature must be between 0 and 1", field="temperature")
         if self.batch_size is not None and not 0 <= self.batch_size <= 64:
             raise OptionError("batch_size must be between 0 and 64", field="batch_size")
+        if self.identify_speakers and not self.diarize:
+            raise OptionError("identify_speakers needs diarize", field="identify_speakers")
         vad = self.vad
         if vad is not None:
             if not 0.0 < vad.threshold < 1.0:

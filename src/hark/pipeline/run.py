@@ -1,13 +1,15 @@
-"""The pipeline end to end: probe → engine → decode → VAD → recognition → transcript.
+"""The pipeline end to end: probe → engine → decode → VAD → recognition → diarization →
+speaker identification → transcript.
 
 The CLI, the job workers and the HTTP API all call `transcribe_file`; they differ
-only in the hooks they pass to watch progress, receive segments, or cancel.
+only in the hooks they pass to watch progress, receive segments, or cancel, and in
+the voice profiles they offer for identification.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +17,22 @@ import numpy as np
 
 from hark.config import Settings
 from hark.errors import CanceledError
-from hark.pipeline.audio import SAMPLE_RATE, decode, probe
+from hark.pipeline.audio import SAMPLE_RATE, decode, load_audio, probe
+from hark.pipeline.diarization.assign import assign_speakers, speaker_list
+from hark.pipeline.diarization.base import Diarization, DiarizationOptions
+from hark.pipeline.diarization.identify import VoiceProfile, match_speakers
+from hark.pipeline.diarization.select import borrow_diarizer
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
-from hark.pipeline.transcript import Segment, Transcript
-from hark.pipeline.vad import speech_chunks
+from hark.pipeline.transcript import Segment, Speaker, Transcript
+from hark.pipeline.vad import Chunk, VadOptions, detect_speech, plan_speech
 
-# Share of overall progress at the end of each stage; recognition takes the rest.
-_STAGE_END = {"loading": 0.02, "decoding": 0.06, "detecting speech": 0.10}
+# Overall progress at the start of each stage; recognition runs up to "diarizing"
+# (or to the end when there is no diarization).
+_STAGE_START = {"loading": 0.0, "decoding": 0.02, "detecting speech": 0.06,
+                "transcribing": 0.10, "diarizing": 0.85}
+_DIARIZATION_REGION_SECONDS = 15.0
 
 
 @dataclass
@@ -34,79 +43,132 @@ class Hooks:
     on_segment: Callable[[Segment], None] | None = None
     is_canceled: Callable[[], bool] | None = None
 
-    def progress(self, stage: str, fraction: float) -> None:
+    def progress(self, stage: str, fraction: float | None = None) -> None:
         if self.is_canceled is not None and self.is_canceled():
             raise CanceledError("transcription canceled")
         if self.on_progress is not None:
-            self.on_progress(stage, min(1.0, max(0.0, fraction)))
+            value = _STAGE_START.get(stage, 1.0) if fraction is None else fraction
+            self.on_progress(stage, min(1.0, max(0.0, value)))
 
 
 def transcribe_file(
-    path: str | Path, options: TranscribeOptions, settings: Settings, hooks: Hooks | None = None
+    path: str | Path, options: TranscribeOptions, settings: Settings,
+    hooks: Hooks | None = None, profiles: Sequence[VoiceProfile] = (),
 ) -> Transcript:
     hooks = hooks or Hooks()
-    timings: dict[str, float] = {}
     info = probe(path, max_seconds=settings.max_audio_seconds)
     model = resolve_model(options.model, settings)
-    hooks.progress("loading", 0.0)
+    hooks.progress("loading")
     with borrow_engine(model, settings) as engine:
         engine.check(options)
-        hooks.progress("decoding", _STAGE_END["loading"])
+        hooks.progress("decoding")
         started = time.perf_counter()
         audio = decode(path, info=info, max_seconds=settings.max_audio_seconds)
-        timings["decode"] = time.perf_counter() - started
-        return _recognize(engine, audio, options, hooks, timings)
+        timings = {"decode": time.perf_counter() - started}
+        return _run(engine, audio, options, settings, hooks, timings, profiles)
 
 
 def transcribe_audio(
-    audio: np.ndarray, options: TranscribeOptions, settings: Settings, hooks: Hooks | None = None
+    audio: np.ndarray, options: TranscribeOptions, settings: Settings,
+    hooks: Hooks | None = None, profiles: Sequence[VoiceProfile] = (),
 ) -> Transcript:
     """The same pipeline on samples already decoded to 16 kHz mono float32."""
     with borrow_engine(resolve_model(options.model, settings), settings) as engine:
         engine.check(options)
-        return _recognize(engine, audio, options, hooks or Hooks(), {})
+        return _run(engine, audio, options, settings, hooks or Hooks(), {}, profiles)
 
 
-def _recognize(
-    engine: Engine, audio: np.ndarray, options: TranscribeOptions, hooks: Hooks,
-    timings: dict[str, float],
+def diarize_file(
+    path: str | Path, options: DiarizationOptions, settings: Settings,
+    vad: VadOptions | None = None,
+) -> Diarization:
+    """Who spoke when, without transcribing."""
+    _, audio = load_audio(path, max_seconds=settings.max_audio_seconds)
+    regions = detect_speech(audio, vad or VadOptions(), _DIARIZATION_REGION_SECONDS)
+    with borrow_diarizer(settings) as diarizer:
+        return diarizer.diarize(audio, regions, options)
+
+
+def _run(
+    engine: Engine, audio: np.ndarray, options: TranscribeOptions, settings: Settings,
+    hooks: Hooks, timings: dict[str, float], profiles: Sequence[VoiceProfile],
 ) -> Transcript:
     duration = audio.shape[0] / SAMPLE_RATE
-    hooks.progress("detecting speech", _STAGE_END["decoding"])
+    hooks.progress("detecting speech")
     started = time.perf_counter()
-    chunks = speech_chunks(audio, options.vad, engine.chunk_seconds, engine.pack_chunks)
+    plan = plan_speech(audio, options.vad, engine.chunk_seconds, engine.pack_chunks,
+                       need_regions=options.diarize)
+    regions, chunks = plan.regions, plan.chunks
     timings["vad"] = time.perf_counter() - started
 
-    segments: list[Segment] = []
-    language = options.language
-    language_probability: float | None = None
     started = time.perf_counter()
-    if chunks:
-        base = _STAGE_END["detecting speech"]
-        hooks.progress("transcribing", base)
-        recognition = engine.recognize(audio, chunks, options)
-        language = recognition.language
-        language_probability = recognition.language_probability
-        try:
-            for segment in recognition.segments:
-                segment.id = len(segments)
-                segments.append(segment)
-                if hooks.on_segment is not None:
-                    hooks.on_segment(segment)
-                done = segment.end / duration if duration else 1.0
-                hooks.progress("transcribing", base + (1.0 - base) * done)
-        finally:
-            close = getattr(recognition.segments, "close", None)
-            if close is not None:
-                close()
+    end = _STAGE_START["diarizing"] if options.diarize else 1.0
+    segments, language, probability = _recognize(engine, audio, chunks, options, hooks, end)
     timings["transcribe"] = time.perf_counter() - started
+
+    speakers: list[Speaker] = []
+    if options.diarize:
+        hooks.progress("diarizing")
+        started = time.perf_counter()
+        segments, speakers = _diarize(audio, regions, segments, options, settings, language,
+                                      profiles)
+        timings["diarize"] = time.perf_counter() - started
     hooks.progress("done", 1.0)
     return Transcript(
         text=" ".join(s.text for s in segments if s.text),
         language=language,
-        language_probability=language_probability,
+        language_probability=probability,
         duration=round(duration, 3),
         model=engine.name,
         segments=segments,
+        speakers=speakers,
         timings={k: round(v, 4) for k, v in timings.items()},
     )
+
+
+def _recognize(
+    engine: Engine, audio: np.ndarray, chunks: list[Chunk], options: TranscribeOptions,
+    hooks: Hooks, end: float,
+) -> tuple[list[Segment], str | None, float | None]:
+    segments: list[Segment] = []
+    if not chunks:
+        return segments, options.language, None
+    base = _STAGE_START["transcribing"]
+    hooks.progress("transcribing", base)
+    duration = audio.shape[0] / SAMPLE_RATE
+    recognition = engine.recognize(audio, chunks, options)
+    try:
+        for segment in recognition.segments:
+            segment.id = len(segments)
+            segments.append(segment)
+            if hooks.on_segment is not None:
+                hooks.on_segment(segment)
+            hooks.progress("transcribing", base + (end - base) * segment.end / duration)
+    finally:
+        close = getattr(recognition.segments, "close", None)
+        if close is not None:
+            close()
+    return segments, recognition.language, recognition.language_probability
+
+
+def _diarize(
+    audio: np.ndarray, regions: list[Chunk], segments: list[Segment],
+    options: TranscribeOptions, settings: Settings, language: str | None,
+    profiles: Sequence[VoiceProfile],
+) -> tuple[list[Segment], list[Speaker]]:
+    if not regions:
+        return segments, []
+    with borrow_diarizer(settings) as diarizer:
+        diarization = diarizer.diarize(audio, regions, options.speakers)
+    segments = assign_speakers(segments, diarization, language)
+    speakers = speaker_list(diarization)
+    if options.identify_speakers and profiles:
+        matches = match_speakers(diarization.embeddings, profiles,
+                                 settings.speaker_match_threshold)
+        for speaker in speakers:
+            match = matches.get(speaker.id)
+            if match is not None:
+                speaker.name = match.name
+                speaker.profile_id = match.profile_id
+                speaker.similarity = match.similarity
+    return segments, speakers

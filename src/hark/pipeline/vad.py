@@ -85,19 +85,37 @@ def fixed_windows(num_samples: int, window_seconds: float) -> list[Chunk]:
     return [Chunk(s, min(s + step, num_samples)) for s in range(0, num_samples, step)]
 
 
-def speech_chunks(
+@dataclass(frozen=True)
+class SpeechPlan:
+    """Speech regions (for diarization) and the chunks an engine transcribes."""
+
+    regions: list[Chunk]
+    chunks: list[Chunk]
+
+
+def plan_speech(
     audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float,
-    pack: bool = True,
-) -> list[Chunk]:
-    """The chunks an engine transcribes: VAD speech, or the whole audio when `options` is None.
+    pack: bool = True, need_regions: bool = False,
+) -> SpeechPlan:
+    """VAD speech, or the whole audio in windows when `options` is None.
 
     With `pack`, neighbouring regions are merged (silence between them included) into
-    chunks of up to the limit; without, each speech region is its own chunk.
+    chunks of up to the limit; without, each speech region is its own chunk. With VAD
+    off, regions are still found when `need_regions` asks for them.
     """
     max_seconds = engine_chunk_seconds
     if options is not None and options.max_chunk_seconds is not None:
         max_seconds = min(options.max_chunk_seconds, engine_chunk_seconds)
+    regions: list[Chunk] = []
+    if options is not None or need_regions:
+        regions = detect_speech(audio, options or VadOptions(), max_seconds)
     if options is None:
-        return fixed_windows(audio.shape[0], max_seconds)
-    regions = detect_speech(audio, options, max_seconds)
-    return pack_regions(regions, max_seconds) if pack else regions
+        return SpeechPlan(regions, fixed_windows(audio.shape[0], max_seconds))
+    return SpeechPlan(regions, pack_regions(regions, max_seconds) if pack else regions)
+
+
+def speech_chunks(
+    audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float,
+    pack: bool = True,
+) -> list[Chunk]:
+    return plan_speech(audio, options, engine_chunk_seconds, pack).chunks

@@ -31,7 +31,7 @@ __all__ = [
     "write",
 ]
 
-FORMATS: tuple[str, ...] = ("json", "txt", "srt", "vtt", "tsv")
+FORMATS: tuple[str, ...] = ("json", "txt", "srt", "vtt", "tsv", "rttm")
 
 MEDIA_TYPES: Mapping[str, str] = MappingProxyType(
     {
@@ -40,6 +40,7 @@ MEDIA_TYPES: Mapping[str, str] = MappingProxyType(
         "srt": "application/x-subrip",
         "vtt": "text/vtt",
         "tsv": "text/tab-separated-values",
+        "rttm": "text/plain; charset=utf-8",
     }
 )
 
@@ -122,6 +123,20 @@ def _render_tsv(transcript: Transcript, options: CaptionOptions) -> str:
     return buffer.getvalue()
 
 
+def render_rttm(transcript: Transcript, name: str = "audio") -> str:
+    """NIST RTTM speaker turns, one line per diarized segment; empty when not diarized."""
+    file_id = "_".join(name.split()) or "audio"
+    lines = []
+    for segment in transcript.segments:
+        label = transcript.speaker_label(segment.speaker)
+        if label is None or segment.end <= segment.start:
+            continue
+        lines.append(
+            f"SPEAKER {file_id} 1 {segment.start:.3f} {segment.end - segment.start:.3f} "
+            f"<NA> <NA> {'_'.join(label.split())} <NA> <NA>\n")
+    return "".join(lines)
+
+
 _RENDERERS: Mapping[str, Callable[[Transcript, CaptionOptions], str]] = {
     "json": _render_json,
     "txt": _render_txt,
@@ -131,9 +146,16 @@ _RENDERERS: Mapping[str, Callable[[Transcript, CaptionOptions], str]] = {
 }
 
 
-def render(transcript: Transcript, fmt: str, options: CaptionOptions | None = None) -> str:
-    """The transcript as text in one of FORMATS; caption options apply to srt and vtt."""
-    renderer = _RENDERERS.get(fmt.strip().lower())
+def render(
+    transcript: Transcript, fmt: str, options: CaptionOptions | None = None, *,
+    name: str = "audio",
+) -> str:
+    """The transcript as text in one of FORMATS; caption options apply to srt and vtt,
+    `name` is the recording's id in rttm."""
+    fmt = fmt.strip().lower()
+    if fmt == "rttm":
+        return render_rttm(transcript, name)
+    renderer = _RENDERERS.get(fmt)
     if renderer is None:
         raise OptionError(
             f"Unknown transcript format {fmt!r}; choose one of {', '.join(FORMATS)}",
@@ -146,8 +168,8 @@ def write(
     transcript: Transcript, fmt: str, path: Path, *, options: CaptionOptions | None = None
 ) -> Path:
     """Write the transcript to `path`; readers never see a partly written file."""
-    content = render(transcript, fmt, options)
     path = Path(path)
+    content = render(transcript, fmt, options, name=path.stem)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:

@@ -1,0 +1,158 @@
+"""Diarization error rate of the diarizer over a JSONL manifest with RTTM references.
+
+A manifest line holds `id`, `audio`, `rttm` (paths relative to the manifest's folder
+or its parent), optionally `num_speakers` and `uem` ([start, end] of the scored
+region). DER comes from pyannote.metrics, at collar 0 and at ±0.25 s (its `collar`
+is the total width removed around each reference boundary, so 0.5).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hark.config import Settings
+from hark.errors import HarkError, ManifestError, MissingDependencyError
+from hark.evaluation.asr import find_audio
+from hark.pipeline.diarization.base import Diarization, DiarizationOptions
+from hark.pipeline.run import diarize_file
+
+COLLARS = {"collar 0": 0.0, "collar 0.25": 0.5}
+
+
+@dataclass(frozen=True)
+class DiarizationItem:
+    id: str
+    audio: Path
+    rttm: Path
+    num_speakers: int | None
+    uem: tuple[float, float] | None
+
+
+@dataclass
+class DiarizationResult:
+    item: DiarizationItem
+    reference_speakers: int = 0
+    found_speakers: int = 0
+    duration: float = 0.0
+    seconds: float = 0.0
+    components: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def speed(self) -> float:
+        return self.duration / self.seconds if self.seconds else 0.0
+
+
+def read_diarization_manifest(path: Path) -> list[DiarizationItem]:
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist", field="manifest")
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            uem = row.get("uem")
+            items.append(DiarizationItem(
+                id=str(row["id"]),
+                audio=find_audio(path.parent, str(row["audio"])),
+                rttm=find_audio(path.parent, str(row["rttm"])),
+                num_speakers=int(row["num_speakers"]) if row.get("num_speakers") else None,
+                uem=(float(uem[0]), float(uem[1])) if uem else None,
+            ))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ManifestError(f"{path}:{number}: not a valid manifest line ({exc})",
+                                line=number) from exc
+    return items
+
+
+def _pyannote() -> Any:
+    try:
+        from pyannote.core import Annotation, Segment, Timeline
+        from pyannote.metrics.diarization import DiarizationErrorRate
+    except ImportError as exc:
+        raise MissingDependencyError("pyannote.metrics", extra="eval") from exc
+    return Annotation, Segment, Timeline, DiarizationErrorRate
+
+
+def read_rttm(path: Path) -> list[tuple[float, float, str]]:
+    turns = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[0] == "SPEAKER":
+            start, length = float(fields[3]), float(fields[4])
+            turns.append((start, start + length, fields[7]))
+    return turns
+
+
+def score(
+    reference: list[tuple[float, float, str]], hypothesis: Diarization,
+    uem: tuple[float, float],
+) -> dict[str, dict[str, float]]:
+    """DER and its parts (miss, false alarm, confusion, as fractions of scored speech)."""
+    annotation_cls, segment_cls, timeline_cls, metric_cls = _pyannote()
+    ref = annotation_cls()
+    for start, end, speaker in reference:
+        ref[segment_cls(start, end)] = speaker
+    hyp = annotation_cls()
+    for turn in hypothesis.turns:
+        hyp[segment_cls(turn.start, turn.end)] = turn.speaker
+    region = timeline_cls([segment_cls(*uem)])
+    out: dict[str, dict[str, float]] = {}
+    for name, collar in COLLARS.items():
+        detail = metric_cls(collar=collar, skip_overlap=False)(ref, hyp, uem=region,
+                                                              detailed=True)
+        total = detail["total"] or 1.0
+        out[name] = {
+            "der": detail["diarization error rate"],
+            "miss": detail["missed detection"] / total,
+            "false_alarm": detail["false alarm"] / total,
+            "confusion": detail["confusion"] / total,
+            "scored_seconds": detail["total"],
+        }
+    return out
+
+
+def evaluate_diarization(
+    items: list[DiarizationItem], settings: Settings, oracle_speakers: bool = False,
+    on_result: Callable[[DiarizationResult], None] | None = None,
+) -> list[DiarizationResult]:
+    results = []
+    for item in items:
+        result = DiarizationResult(item)
+        reference = read_rttm(item.rttm)
+        result.reference_speakers = len({s for _, _, s in reference})
+        options = DiarizationOptions(num_speakers=item.num_speakers if oracle_speakers else None)
+        try:
+            from hark.pipeline.audio import probe
+
+            result.duration = probe(item.audio).duration
+            started = time.perf_counter()
+            diarization = diarize_file(item.audio, options, settings)
+            result.seconds = time.perf_counter() - started
+            result.found_speakers = len(diarization.speakers)
+            result.components = score(reference, diarization, item.uem or (0.0, result.duration))
+        except HarkError as exc:
+            result.error = f"{exc.code}: {exc.message}"
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def pooled(results: list[DiarizationResult], collar: str) -> dict[str, float]:
+    """Overall DER and parts, weighting each file by its scored speech."""
+    scored = [r for r in results if collar in r.components]
+    total = sum(r.components[collar]["scored_seconds"] for r in scored)
+    if not total:
+        return {"der": 0.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
+    return {
+        key: sum(r.components[collar][key] * r.components[collar]["scored_seconds"]
+                 for r in scored) / total
+        for key in ("der", "miss", "false_alarm", "confusion")
+    }
