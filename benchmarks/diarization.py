@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tests.support.conversations import FIXTURES
 
 from benchmarks.common import corpus_dir, machine
 from hark.evaluation.diarization import (
@@ -33,7 +34,6 @@ from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.diarization.base import DiarizationOptions
 from hark.pipeline.diarization.resemblyzer import ResemblyzerDiarizer
 from hark.pipeline.vad import VadOptions, detect_speech
-from tests.support.conversations import FIXTURES
 
 # The pipeline's diarization regions (see hark.pipeline.run).
 _REGION_SECONDS = 15.0

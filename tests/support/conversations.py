@@ -125,7 +125,7 @@ def speak(voice: str, text: str) -> np.ndarray:
     divisor = np.gcd(SAMPLE_RATE, rate)
     samples = resample_poly(samples, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
     loud = np.flatnonzero(np.abs(samples) > 0.01 * np.abs(samples).max())
-    return samples[loud[0]: loud[-1] + 1]
+    return np.asarray(samples[loud[0]: loud[-1] + 1], dtype=np.float32)
 
 
 def make_conversation(name: str, voices: tuple[str, ...], turns: int, seed: int) -> Conversation:
@@ -138,7 +138,9 @@ def make_conversation(name: str, voices: tuple[str, ...], turns: int, seed: int)
     gains = rng.uniform(0.35, 0.6, size=len(voices))
     for speaker in order:
         count = 1 if rng.random() < 0.85 else 2
-        text = " ".join(SENTENCES[sentences.pop() % len(SENTENCES)] for _ in range(count))
+        if len(sentences) < count:
+            sentences = list(rng.permutation(len(SENTENCES))) + sentences
+        text = " ".join(SENTENCES[sentences.pop()] for _ in range(count))
         speech = speak(voices[speaker], text)
         speech *= gains[speaker] / max(float(np.abs(speech).max()), 1e-6)
         reference.append(Turn(cursor / SAMPLE_RATE, (cursor + speech.size) / SAMPLE_RATE,
@@ -205,6 +207,8 @@ def fixture_names(directory: Path = FIXTURES) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    if not have_espeak():
+        raise SystemExit("espeak-ng is needed to synthesise conversations (apt install espeak-ng)")
     out = Path(argv[0]) if argv else FIXTURES
     out.mkdir(parents=True, exist_ok=True)
     for name, voices, turns, seed in FIXTURE_PLAN:

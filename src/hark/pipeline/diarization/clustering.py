@@ -20,6 +20,7 @@ dissolved into their nearest neighbours.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,10 @@ from scipy.linalg import eigh
 class ClusteringParams:
     # Pruning levels tried, as fractions of the windows each window stays linked to.
     prune_fractions: tuple[float, ...] = (0.05, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4)
+    # ... but never fewer links than this. Each 1.5 s window overlaps four others
+    # (hop 0.5 s) that are near copies of it; a graph whose links barely reach past
+    # those falls apart into stretches of time that look like extra speakers.
+    min_links: int = 6
     # The eigengap is unreliable for clusters of only a few nodes, so the automatic
     # count never exceeds the number of nodes divided by this.
     nodes_per_speaker: int = 5
@@ -42,7 +47,7 @@ class ClusteringParams:
     distinct_voice: float = 0.8
     weak_structure: float = 2.2
     # Clusters found by the eigengap are merged only when this alike.
-    merge_voice: float = 0.93
+    merge_voice: float = 0.95
     # Cost of a speaker change in the Viterbi pass, in units of cosine similarity.
     switch_penalty: float = 0.05
     refine_rounds: int = 3
@@ -74,7 +79,7 @@ class CountBounds:
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
+    return np.asarray(matrix / np.maximum(norms, 1e-12))
 
 
 def cluster_speakers(vectors: np.ndarray, bounds: CountBounds,
@@ -88,11 +93,14 @@ def cluster_speakers(vectors: np.ndarray, bounds: CountBounds,
     nodes = unit_rows(np.stack([vectors[g].mean(axis=0) for g in groups]))
     if not bounds.fixed:
         ceiling = max(2, nodes.shape[0] // params.nodes_per_speaker)
-        bounds = CountBounds(min(bounds.low, ceiling), min(bounds.high, ceiling))
+        bounds = CountBounds(bounds.low, max(bounds.low, min(bounds.high, ceiling)))
     spectrum = spectral_count(nodes, bounds, params)
-    if bounds.low <= 1 and _one_voice(nodes, spectrum, params):
-        return np.zeros(n, dtype=int)
     count = spectrum.count
+    if not bounds.fixed and _one_voice(nodes, spectrum, params):
+        # No sign of a second voice: as few speakers as the caller allows.
+        if bounds.low <= 1:
+            return np.zeros(n, dtype=int)
+        count = bounds.low
     node_labels = _kmeans(spectrum.coordinates(count), count)
     labels = np.empty(n, dtype=int)
     for group, label in zip(groups, node_labels, strict=True):
@@ -107,11 +115,16 @@ class Spectrum:
     """The chosen pruned graph: speaker count, eigenvectors, and how clear the gap was."""
 
     count: int
-    eigenvectors: np.ndarray
+    nodes: np.ndarray
+    eigenvectors: np.ndarray | None
     # Pruning fraction over normalised eigengap; small means clear speaker structure.
     weakness: float
 
     def coordinates(self, count: int) -> np.ndarray:
+        """Points to partition into `count` groups: spectral ones where the graph has any
+        structure, else the vectors themselves."""
+        if self.eigenvectors is None:
+            return self.nodes
         return unit_rows(self.eigenvectors[:, :count])
 
 
@@ -119,12 +132,16 @@ def spectral_count(nodes: np.ndarray, bounds: CountBounds,
                    params: ClusteringParams) -> Spectrum:
     """The speaker count (at least two) within bounds, from the clearest eigengap."""
     n = nodes.shape[0]
-    similarity = nodes @ nodes.T
     low = max(bounds.low, 2)
-    high = max(low, min(bounds.high, n - 1))
+    # The gap after the k-th eigenvalue needs k + 1 of them; a graph where every node
+    # links to every other has no gap at all.
+    high = min(max(bounds.high, low), n - 1)
+    if high < low or n <= params.min_links + 1:
+        return Spectrum(max(1, min(low, n)), nodes, None, float("inf"))
+    similarity = nodes @ nodes.T
     best: Spectrum | None = None
     for fraction in params.prune_fractions:
-        p = max(2, min(n - 1, round(fraction * n)))
+        p = min(n - 1, max(params.min_links, round(fraction * n)))
         values, vectors = eigh(_laplacian(_pruned_affinity(similarity, p)))
         # gaps[k - 1] is the gap after the k-th smallest eigenvalue.
         gaps = np.diff(values[: high + 1])
@@ -132,7 +149,7 @@ def spectral_count(nodes: np.ndarray, bounds: CountBounds,
         gap = float(gaps[count - 1]) / max(float(values[-1]), 1e-9)
         weakness = (p / n) / max(gap, 1e-9)
         if best is None or weakness < best.weakness:
-            best = Spectrum(count, vectors, weakness)
+            best = Spectrum(count, nodes, vectors, weakness)
     assert best is not None
     return best
 
@@ -148,7 +165,7 @@ def _pruned_affinity(similarity: np.ndarray, p: int) -> np.ndarray:
 
 def _laplacian(affinity: np.ndarray) -> np.ndarray:
     np.fill_diagonal(affinity, 0.0)
-    return np.diag(affinity.sum(axis=1)) - affinity
+    return np.asarray(np.diag(affinity.sum(axis=1)) - affinity)
 
 
 def _one_voice(nodes: np.ndarray, spectrum: Spectrum, params: ClusteringParams) -> bool:
@@ -258,7 +275,10 @@ def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     best: tuple[float, np.ndarray] | None = None
     for _ in range(8):
-        centroids, labels = kmeans2(points, k, minit="++", seed=rng, iter=30)
+        with warnings.catch_warnings():
+            # An empty cluster in one start is harmless: the tightest start wins.
+            warnings.simplefilter("ignore", UserWarning)
+            centroids, labels = kmeans2(points, k, minit="++", seed=rng, iter=30)
         inertia = float(np.sum((points - centroids[labels]) ** 2))
         if best is None or inertia < best[0]:
             best = (inertia, labels)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,11 +50,15 @@ class VoiceEmbedder:
     def __init__(self, threads: int | None = None) -> None:
         import librosa
         import torch
-        from resemblyzer import VoiceEncoder
+
+        with warnings.catch_warnings():
+            # Resemblyzer's package imports a SciPy namespace deprecated since 1.8.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from resemblyzer import VoiceEncoder
 
         # One process usually runs one diarization at a time; a few threads cover the
         # LSTM's matrix products, more only contend with the recognition engine.
-        torch.set_num_threads(threads or max(1, min(4, os.cpu_count() or 1)))
+        torch.set_num_threads(threads or max(1, min(4, _usable_cpus())))
         self._torch = torch
         self._encoder = VoiceEncoder(device="cpu", verbose=False).eval()
         self._mel_basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=_FFT_SIZE, n_mels=40)
@@ -72,7 +77,7 @@ class VoiceEmbedder:
             padded, shape=(count, _FFT_SIZE),
             strides=(padded.strides[0] * FRAME_SAMPLES, padded.strides[0]))
         power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2
-        return (power @ self._mel_basis.T).astype(np.float32)
+        return np.asarray(power @ self._mel_basis.T, dtype=np.float32)
 
     def embed_windows(self, mel: np.ndarray, energy: np.ndarray,
                       windows: Sequence[Window]) -> np.ndarray:
@@ -105,6 +110,13 @@ class VoiceEmbedder:
         return np.asarray(vectors.numpy(), dtype=np.float32)
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def frame_energy(samples: np.ndarray, frames: int) -> np.ndarray:
     """Mean squared value of the 10 ms of samples around each mel frame's centre."""
     padded = np.pad(samples.astype(np.float32, copy=False),
@@ -114,14 +126,14 @@ def frame_energy(samples: np.ndarray, frames: int) -> np.ndarray:
 
 
 def sliding_windows(start: int, end: int, length: int, hop: int) -> list[Window]:
-    """Windows of `length` frames every `hop` frames covering [start, end).
+    """Windows of `length` frames at most `hop` apart, spread evenly over [start, end).
 
-    A span shorter than `length` is one shorter window; otherwise the last window is
-    aligned to the end so that the span's tail is covered too.
+    A span shorter than `length` is one shorter window. Spreading the windows evenly,
+    rather than adding one flush with the end, covers the tail without a near-copy of
+    the previous window, which would count twice in the similarity graph.
     """
     if end - start <= length:
         return [Window(start, end)] if end > start else []
-    starts = list(range(start, end - length + 1, hop))
-    if starts[-1] + length < end:
-        starts.append(end - length)
-    return [Window(s, s + length) for s in starts]
+    count = -(-(end - start - length) // hop) + 1
+    starts = np.linspace(start, end - length, count).round().astype(int)
+    return [Window(int(s), int(s) + length) for s in starts]

@@ -2,23 +2,23 @@
 
 1. Every VAD speech region is cut into 1.5 s windows every 0.5 s (a shorter region is
    one shorter window) and each window gets a voice vector (see `embedding`).
-2. Windows of at least a second are clustered (see `clustering`): the speaker count
-   comes from the eigengap of a pruned similarity graph, within the caller's bounds,
-   and labels are smoothed with a change-penalised Viterbi pass. Shorter windows,
-   whose vectors are noisy, just take the nearest speaker.
+2. Windows of at least half a second are clustered (see `clustering`): the speaker
+   count comes from the eigengap of a pruned similarity graph, within the caller's
+   bounds, and labels are smoothed with a change-penalised Viterbi pass. Shorter
+   windows, whose vectors are noisy, just take the nearest speaker.
 3. Each 10 ms frame of a region takes the label of the nearest window centre, so a
    change of speaker falls halfway between two windows that disagree.
 4. Stretches inside a region that are far quieter than its speech (the VAD's padding,
    pauses between turns) are cut out, so that turns hold speech rather than the
    silence around it.
 5. Turns are the runs of one label; speakers are named in order of first appearance
-   and each gets the normalised mean vector of its windows.
+   and each gets the normalised mean of its windows' vectors, weighted by length.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class DiarizerParams:
     window_frames: int = 150
     hop_frames: int = 50
     # Windows shorter than this are labelled after clustering rather than clustered.
-    cluster_min_frames: int = 100
+    cluster_min_frames: int = 50
     # A frame is silent when its (50 ms smoothed) energy is this far below the 95th
     # percentile of its region; silent runs at least this long are cut from turns
     # (shorter ones inside speech are the gaps between words).
@@ -55,7 +55,7 @@ class DiarizerParams:
     silence_smoothing_frames: int = 5
     min_pause_frames: int = 30
     min_edge_frames: int = 5
-    clustering: ClusteringParams = ClusteringParams()
+    clustering: ClusteringParams = field(default_factory=ClusteringParams)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ class ResemblyzerDiarizer:
     def diarize(
         self, audio: np.ndarray, speech: Sequence[Chunk], options: DiarizationOptions
     ) -> Diarization:
-        regions = [self._region(audio, chunk) for chunk in speech if chunk.end > chunk.start]
+        regions = [self._region(audio, chunk)
+                   for chunk in sorted(speech, key=lambda c: c.start) if chunk.end > chunk.start]
         windows: list[Window] = []
         owners: list[int] = []
         vectors: list[np.ndarray] = []
@@ -104,7 +105,8 @@ class ResemblyzerDiarizer:
         matrix = np.concatenate(vectors)
         labels = self._label(matrix, windows, options)
         turns = self._turns(regions, windows, np.asarray(owners), labels)
-        return _named(turns, matrix, labels)
+        weights = np.array([w.frames for w in windows], dtype=np.float32)
+        return _named(turns, matrix * weights[:, None], labels)
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """The normalised mean vector of the windows of `audio` that hold sound."""
@@ -118,7 +120,7 @@ class ResemblyzerDiarizer:
         sounding = speech_mask(region.energy, self.params)
         keep = [i for i, w in enumerate(spans) if sounding[w.start:w.end].mean() >= 0.5]
         chosen = vectors[keep] if keep else vectors
-        return unit_rows(chosen.mean(axis=0, keepdims=True))[0]
+        return np.asarray(unit_rows(chosen.mean(axis=0, keepdims=True))[0], dtype=np.float32)
 
     def close(self) -> None:
         """Nothing to release: the encoder is freed with the object."""
@@ -154,7 +156,7 @@ class ResemblyzerDiarizer:
             if mine.size == 0:
                 continue
             frames = region.first_frame + np.arange(region.frames) + 0.5
-            nearest = np.abs(frames[:, None] - centres[mine][None, :]).argmin(axis=1)
+            nearest = _nearest(centres[mine], frames)
             frame_labels = np.where(speech_mask(region.energy, self.params),
                                     labels[mine][nearest], -1)
             start_s, end_s = region.chunk.start_s, region.chunk.end_s
@@ -187,6 +189,14 @@ def speech_mask(energy: np.ndarray, params: DiarizerParams) -> np.ndarray:
     return mask
 
 
+def _nearest(points: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For each query, the index of the nearest of the ascending `points`."""
+    right = np.clip(np.searchsorted(points, queries), 0, points.size - 1)
+    left = np.clip(right - 1, 0, points.size - 1)
+    closer_left = np.abs(queries - points[left]) <= np.abs(points[right] - queries)
+    return np.where(closer_left, left, right)
+
+
 def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
     """(start, end, value) of each run of equal values, `end` exclusive."""
     if values.size == 0:
@@ -199,18 +209,25 @@ def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
 
 def _named(turns: list[tuple[float, float, int]], vectors: np.ndarray,
            labels: np.ndarray) -> Diarization:
-    """Speakers named SPEAKER_00, … in order of first talk, each with its mean vector."""
+    """Speakers named SPEAKER_00, … in order of first talk, each with its mean vector.
+
+    `vectors` are the windows' (weighted) vectors and `labels` their speakers; a label
+    left without any turn (all its frames silent) has no speaker.
+    """
     turns.sort(key=lambda t: (t[0], t[1]))
     names: dict[int, str] = {}
     for _, _, label in turns:
         names.setdefault(label, f"SPEAKER_{len(names):02d}")
-    merged: list[SpeakerTurn] = []
+    spans: list[list[float]] = []
+    speakers: list[str] = []
     for start, end, label in turns:
-        speaker = names[label]
-        if merged and merged[-1].speaker == speaker and start - merged[-1].end < 1e-6:
-            merged[-1] = SpeakerTurn(merged[-1].start, end, speaker)
+        if speakers and speakers[-1] == names[label] and start - spans[-1][1] < 1e-6:
+            spans[-1][1] = max(spans[-1][1], end)
         else:
-            merged.append(SpeakerTurn(round(start, 3), round(end, 3), speaker))
+            spans.append([start, end])
+            speakers.append(names[label])
+    merged = [SpeakerTurn(round(start, 3), round(end, 3), speaker)
+              for (start, end), speaker in zip(spans, speakers, strict=True)]
     embeddings = {name: unit_rows(vectors[labels == label].mean(axis=0, keepdims=True))[0]
                   for label, name in names.items()}
     return Diarization(turns=merged, embeddings=embeddings)
