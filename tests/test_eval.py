@@ -73,3 +73,23 @@ def test_pocketsphinx_on_the_english_corpus(cli_env: Path, corpus_dir: Path, tmp
     # The benchmark target is 0.40 (docs/benchmarks.md); this bound leaves room for noise.
     assert summary["error_rate"] <= 0.43
     assert "Corpus" in result.stdout and "3 item(s) not scored" in result.stdout
+
+
+@pytest.mark.corpus
+def test_diarization_eval_reports_der_and_speaker_counts(
+    cli_env: Path, corpus_dir: Path, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "der.json"
+    result = CliRunner().invoke(app, [
+        "eval", "--diarization", str(corpus_dir / "diarization" / "manifest.jsonl"),
+        "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert {i["id"] for i in report["items"]} == {"pyannote_sample", "pyannote_debug_dev00"}
+    for item in report["items"]:
+        assert item["reference_speakers"] == 2 and item["found_speakers"] == 2
+        c0, c25 = item["components"]["collar 0"], item["components"]["collar 0.25"]
+        assert c0["der"] == pytest.approx(c0["miss"] + c0["false_alarm"] + c0["confusion"])
+        assert c25["der"] <= c0["der"]
+    assert report["summary"]["collar 0"]["der"] <= 0.30
+    assert "overall DER (collar 0)" in result.stdout and "x real time" in result.stdout

@@ -106,3 +106,15 @@ def test_cli_diarize_then_identify(cli_env: Path, tmp_path: Path,
     assert named.exit_code == 0, named.output
     labels = {line.split(":")[0] for line in named.stdout.splitlines() if ":" in line}
     assert labels == {"Grace", "SPEAKER_00"} or labels == {"Grace", "SPEAKER_01"}
+
+
+def test_whisper_engine_output_is_diarized_too(settings: Settings, tiny_whisper_dir: Path
+                                               ) -> None:
+    options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
+                                language="en", diarize=True)
+    transcript = transcribe_file(TWO_VOICES, options, settings)
+    assert transcript.model == "faster-whisper/tiny"
+    assert len(transcript.speakers) == 2
+    words = [w for s in transcript.segments for w in s.words]
+    assert words and all(w.speaker in {"SPEAKER_00", "SPEAKER_01"} for w in words)
+    assert all(s.speaker == s.words[0].speaker for s in transcript.segments if s.words)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(default=4 * 3600.0, gt=0)
     diarizer: Literal["resemblyzer", "pyannote"] = "resemblyzer"
     pyannote_model: Path | None = None
-    speaker_match_threshold: float = Field(default=0.75, gt=0, le=1)
+    speaker_match_threshold: float = Field(default=0.80, gt=0, le=1)
     database_url: str | None = None
     log_level: str = "INFO"
 

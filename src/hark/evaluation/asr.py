@@ -7,14 +7,14 @@ when absent).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hark.config import Settings
-from hark.errors import HarkError, ManifestError
+from hark.errors import HarkError
+from hark.evaluation.manifest import find_file, read_rows
 from hark.evaluation.scoring import ErrorCounts, count_errors, total, uses_characters
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
@@ -89,31 +89,11 @@ class EvalReport:
 
 
 def read_manifest(path: Path, languages: set[str] | None = None) -> list[ManifestItem]:
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} does not exist", field="manifest")
-    items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            item = ManifestItem(
-                id=str(row["id"]), audio=find_audio(path.parent, str(row["audio"])),
-                text=str(row["text"]), language=str(row.get("language") or "en"),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ManifestError(f"{path}:{number}: not a valid manifest line ({exc})",
-                                line=number) from exc
-        if languages is None or item.language in languages:
-            items.append(item)
-    return items
-
-
-def find_audio(folder: Path, relative: str) -> Path:
-    for base in (folder, folder.parent):
-        if (base / relative).exists():
-            return base / relative
-    return folder / relative
+    items = read_rows(path, lambda row: ManifestItem(
+        id=str(row["id"]), audio=find_file(path, str(row["audio"])),
+        text=str(row["text"]), language=str(row.get("language") or "en"),
+    ))
+    return [i for i in items if languages is None or i.language in languages]
 
 
 def evaluate_asr(

@@ -8,7 +8,6 @@ is the total width removed around each reference boundary, so 0.5).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hark.config import Settings
-from hark.errors import HarkError, ManifestError, MissingDependencyError
-from hark.evaluation.asr import find_audio
+from hark.errors import HarkError, MissingDependencyError
+from hark.evaluation.manifest import find_file, read_rows
 from hark.pipeline.diarization.base import Diarization, DiarizationOptions
 from hark.pipeline.run import diarize_file
 
@@ -49,26 +48,17 @@ class DiarizationResult:
 
 
 def read_diarization_manifest(path: Path) -> list[DiarizationItem]:
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} does not exist", field="manifest")
-    items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            uem = row.get("uem")
-            items.append(DiarizationItem(
-                id=str(row["id"]),
-                audio=find_audio(path.parent, str(row["audio"])),
-                rttm=find_audio(path.parent, str(row["rttm"])),
-                num_speakers=int(row["num_speakers"]) if row.get("num_speakers") else None,
-                uem=(float(uem[0]), float(uem[1])) if uem else None,
-            ))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ManifestError(f"{path}:{number}: not a valid manifest line ({exc})",
-                                line=number) from exc
-    return items
+    def build(row: dict[str, Any]) -> DiarizationItem:
+        uem = row.get("uem")
+        return DiarizationItem(
+            id=str(row["id"]),
+            audio=find_file(path, str(row["audio"])),
+            rttm=find_file(path, str(row["rttm"])),
+            num_speakers=int(row["num_speakers"]) if row.get("num_speakers") else None,
+            uem=(float(uem[0]), float(uem[1])) if uem else None,
+        )
+
+    return read_rows(path, build)
 
 
 def _pyannote() -> Any:

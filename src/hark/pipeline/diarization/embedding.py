@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hark.errors import MissingDependencyError
 from hark.pipeline.audio import SAMPLE_RATE
 
 FRAME_SAMPLES = SAMPLE_RATE // 100  # the encoder's 10 ms mel hop
@@ -48,13 +49,19 @@ class VoiceEmbedder:
     """Resemblyzer's voice encoder on the CPU, and the mel front end it expects."""
 
     def __init__(self, threads: int | None = None) -> None:
-        import librosa
-        import torch
+        try:
+            import librosa
+            import torch
 
-        with warnings.catch_warnings():
-            # Resemblyzer's package imports a SciPy namespace deprecated since 1.8.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from resemblyzer import VoiceEncoder
+            with warnings.catch_warnings():
+                # Resemblyzer's package imports a SciPy namespace deprecated since 1.8.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from resemblyzer import VoiceEncoder
+        except ImportError as exc:
+            raise MissingDependencyError(
+                exc.name or "resemblyzer",
+                hint="pip install 'hark[diarization]' && pip install --no-deps resemblyzer",
+            ) from exc
 
         # One process usually runs one diarization at a time; a few threads cover the
         # LSTM's matrix products, more only contend with the recognition engine.
