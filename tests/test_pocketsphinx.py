@@ -31,15 +31,20 @@ def test_refuses_other_languages_and_translation(engine: PocketsphinxEngine) -> 
     engine.check(TranscribeOptions(language="en"))
 
 
-def test_non_english_request_fails_before_decoding(settings: Settings, tmp_path: Path) -> None:
-    missing_audio = tmp_path / "never-read.wav"
-    missing_audio.write_bytes(b"RIFF")
-    with pytest.raises(Exception) as info:
-        transcribe_file(missing_audio, TranscribeOptions(model="pocketsphinx", language="fr"),
+def test_non_english_request_fails_before_decoding(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hark.cli.transcribe import sample_path
+    from hark.pipeline import run
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("audio was decoded before the language was checked")
+
+    monkeypatch.setattr(run, "decode", no_decoding)
+    with pytest.raises(UnsupportedLanguageError) as info:
+        transcribe_file(sample_path(), TranscribeOptions(model="pocketsphinx", language="fr"),
                         settings)
-    # Either the probe or the language check refuses; neither decodes anything.
-    assert getattr(info.value, "code", None) in {"UNSUPPORTED_LANGUAGE", "UNSUPPORTED_MEDIA",
-                                                 "CORRUPT_MEDIA", "EMPTY_MEDIA"}
+    assert info.value.details["field"] == "language"
 
 
 @pytest.mark.corpus

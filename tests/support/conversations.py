@@ -28,6 +28,7 @@ import av
 import numpy as np
 from scipy.signal import resample_poly
 
+from hark.evaluation.diarization import read_rttm as read_reference
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "conversations"
@@ -175,13 +176,7 @@ def write_rttm(path: Path, name: str, turns: list[Turn]) -> None:
 
 
 def read_rttm(path: Path) -> list[Turn]:
-    turns: list[Turn] = []
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if len(fields) >= 8 and fields[0] == "SPEAKER":
-            start, duration = float(fields[3]), float(fields[4])
-            turns.append(Turn(start, start + duration, fields[7]))
-    return turns
+    return [Turn(start, end, speaker) for start, end, speaker in read_reference(path)]
 
 
 def write_opus(path: Path, audio: np.ndarray, bit_rate: int = 16000) -> None:

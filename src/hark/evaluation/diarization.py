@@ -17,6 +17,7 @@ from typing import Any
 from hark.config import Settings
 from hark.errors import HarkError, MissingDependencyError
 from hark.evaluation.manifest import find_file, read_rows
+from hark.pipeline.audio import probe
 from hark.pipeline.diarization.base import Diarization, DiarizationOptions
 from hark.pipeline.run import diarize_file
 
@@ -119,8 +120,6 @@ def evaluate_diarization(
         result.reference_speakers = len({s for _, _, s in reference})
         options = DiarizationOptions(num_speakers=item.num_speakers if oracle_speakers else None)
         try:
-            from hark.pipeline.audio import probe
-
             result.duration = probe(item.audio).duration
             started = time.perf_counter()
             diarization = diarize_file(item.audio, options, settings)
