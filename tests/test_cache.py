@@ -80,3 +80,26 @@ def test_concurrent_first_use_loads_one_copy() -> None:
         t.join()
     assert cache.loads == 1
     assert len({id(m) for m in seen}) == 1
+
+
+def test_one_large_model_at_a_time() -> None:
+    from hark.pipeline.engines.sizes import LARGE, size_class
+
+    cache: ModelCache[FakeModel] = ModelCache(
+        max_entries=4, idle_seconds=60, exclusive=lambda key: size_class(key) == LARGE)
+    loaded = {}
+    for key in ("large-v3", "small", "large-v2"):
+        with cache.use(key, lambda k=key: FakeModel(k)) as m:  # type: ignore[misc]
+            loaded[key] = m
+    assert cache.keys() == ["small", "large-v2"]
+    assert loaded["large-v3"].closed and not loaded["small"].closed
+
+
+def test_size_classes() -> None:
+    from hark.pipeline.engines.sizes import size_class
+
+    assert [size_class(m) for m in ("pocketsphinx", "tiny.en", "faster-whisper/small",
+                                    "distil-small.en")] == ["small"] * 4
+    assert [size_class(m) for m in ("medium", "distil-medium.en")] == ["medium"] * 2
+    assert [size_class(m) for m in ("large-v3", "turbo", "distil-large-v3",
+                                    "faster-whisper/large-v2")] == ["large"] * 4

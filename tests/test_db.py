@@ -30,13 +30,14 @@ from hark.db import (
     upgrade,
 )
 from hark.db import models as _models  # noqa: F401  (every table on Base.metadata)
-from hark.db.migrate import MIGRATIONS_DIR
+from hark.db.migrate import MIGRATIONS_DIR, include_name
 from hark.errors import DatabaseError, MissingDependencyError, SchemaMismatchError
 
 POSTGRES_SERVER_URL = os.environ.get(
     "HARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-HARK_TABLES = {"speaker_profiles", "voice_samples"}
+HARK_TABLES = {"speaker_profiles", "voice_samples", "jobs", "uploads", "api_keys",
+               "transcript_states", "transcript_revisions", "transcript_segments"}
 
 
 @contextmanager
@@ -179,7 +180,8 @@ def test_migrations_upgrade_an_empty_database_to_match_the_models(empty_url: str
     engine = make_engine(empty_url)
     try:
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+            context = MigrationContext.configure(connection, opts={"include_name": include_name})
+            assert compare_metadata(context, Base.metadata) == []
             inspector = sa.inspect(connection)
             uniques = inspector.get_unique_constraints("speaker_profiles")
             assert [u["column_names"] for u in uniques] == [["tenant_id", "name"]]

@@ -40,10 +40,61 @@ class Settings(BaseSettings):
     speaker_match_threshold: float = Field(default=0.80, gt=0, le=1)
     database_url: str | None = None
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    # The service (`hark serve`).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=0, ge=0)
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    broker_url: str | None = None
+    broker_visibility_seconds: float = Field(default=3600.0, gt=0)
+    worker_metrics_port: int = Field(default=9100, ge=0, le=65535)
+    reconcile_seconds: float = Field(default=15.0, gt=0)
+    resend_after_seconds: float = Field(default=60.0, gt=0)
+    events_url: str | None = None
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_queued_jobs: int = Field(default=10_000, gt=0)
+    allow_anonymous: bool = False
+    allowed_origins: list[str] = Field(default_factory=list)
+    public_url: str | None = None
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    upload_url_seconds: int = Field(default=3600, gt=0)
+    fetch_timeout_seconds: float = Field(default=300.0, gt=0)
+    fetch_allowed_networks: list[str] = Field(default_factory=list)
+    webhook_secret: str | None = None
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @property
     def models_path(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def storage_path(self) -> Path:
+        """The local folder that holds uploads and results in embedded mode."""
+        url = self.storage_url
+        if url and url.startswith("file://"):
+            return Path(url.removeprefix("file://"))
+        if url and "://" not in url:
+            return Path(url)
+        return self.data_dir / "storage"
+
+    @property
+    def events_redis_url(self) -> str | None:
+        """Where live events travel between processes: HARK_EVENTS_URL, else a Redis
+        broker's URL; None keeps them in-process (embedded mode)."""
+        if self.events_url:
+            return self.events_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def database(self) -> str:

@@ -17,11 +17,24 @@
     ├── MissingDependencyError             MISSING_DEPENDENCY   501
     ├── ManifestError                      INVALID_MANIFEST     422
     ├── NotFoundError                      NOT_FOUND            404
-    │   └── SpeakerNotFoundError           SPEAKER_NOT_FOUND    404
+    │   ├── SpeakerNotFoundError           SPEAKER_NOT_FOUND    404
+    │   ├── JobNotFoundError               JOB_NOT_FOUND        404
+    │   └── UploadNotFoundError            UPLOAD_NOT_FOUND     404
     ├── ConflictError                      CONFLICT             409
-    │   └── EmbeddingMismatchError         EMBEDDING_MISMATCH   409
+    │   ├── EmbeddingMismatchError         EMBEDDING_MISMATCH   409
+    │   ├── JobStateError                  JOB_NOT_READY        409
+    │   └── UploadStateError               UPLOAD_NOT_READY     409
+    ├── RequestError                       INVALID_REQUEST      422
+    │   ├── UploadTooLargeError            PAYLOAD_TOO_LARGE    413
+    │   ├── UrlNotAllowedError             URL_NOT_ALLOWED      422
+    │   └── FetchError                     FETCH_FAILED         422
+    ├── AuthenticationError                UNAUTHORIZED         401
+    ├── QueueFullError                     QUEUE_FULL           429
+    ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
     │   └── SchemaMismatchError            SCHEMA_MISMATCH      503
+    ├── WorkerLostError                    WORKER_LOST          500
+    ├── JobTimeoutError                    JOB_TIMEOUT          500
     └── CanceledError                      CANCELED             409
 
 `code` is stable: clients and the HTTP layer key on it, never on the message.
@@ -144,6 +157,81 @@ class EmbeddingMismatchError(ConflictError):
     """Voice embeddings from different embedders (or sizes) cannot be mixed in one profile."""
 
     code = "EMBEDDING_MISMATCH"
+
+
+class JobNotFoundError(NotFoundError):
+    code = "JOB_NOT_FOUND"
+
+
+class UploadNotFoundError(NotFoundError):
+    code = "UPLOAD_NOT_FOUND"
+
+
+class JobStateError(ConflictError):
+    """The job is not in a state that allows this (for example, no result yet)."""
+
+    code = "JOB_NOT_READY"
+
+
+class UploadStateError(ConflictError):
+    """The upload has no content yet, has expired, or was already used."""
+
+    code = "UPLOAD_NOT_READY"
+
+
+class RequestError(HarkError):
+    """The request itself is malformed: wrong types, missing fields, unreadable body."""
+
+    code = "INVALID_REQUEST"
+    status_code = 422
+
+
+class UploadTooLargeError(RequestError):
+    code = "PAYLOAD_TOO_LARGE"
+    status_code = 413
+
+
+class UrlNotAllowedError(RequestError):
+    """A URL Hark will not fetch or call: bad scheme, or a private/loopback/metadata address."""
+
+    code = "URL_NOT_ALLOWED"
+
+
+class FetchError(RequestError):
+    """Fetching a source URL failed: unreachable, error status, too slow."""
+
+    code = "FETCH_FAILED"
+
+
+class AuthenticationError(HarkError):
+    code = "UNAUTHORIZED"
+    status_code = 401
+
+
+class QueueFullError(HarkError):
+    code = "QUEUE_FULL"
+    status_code = 429
+
+
+class StorageError(HarkError):
+    """File storage cannot be read or written."""
+
+    code = "STORAGE_ERROR"
+    status_code = 503
+
+
+class WorkerLostError(HarkError):
+    """A job's worker died too many times while running it."""
+
+    code = "WORKER_LOST"
+    status_code = 500
+
+
+class JobTimeoutError(HarkError):
+    """A job ran past the time its audio's length allows."""
+
+    code = "JOB_TIMEOUT"
+    status_code = 500
 
 
 class DatabaseError(HarkError):

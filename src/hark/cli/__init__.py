@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from hark import __version__
-from hark.cli import db, evaluate, models, speakers, transcribe
+from hark.cli import db, evaluate, keys, models, serve, speakers, transcribe, worker
 
 app = typer.Typer(
     name="hark",
@@ -20,6 +20,9 @@ app.command("eval")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.add_typer(speakers.app, name="speakers")
 app.add_typer(db.app, name="db")
+app.add_typer(keys.app, name="keys")
+app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 
 
 @app.command("version")

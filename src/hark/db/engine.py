@@ -71,6 +71,11 @@ def make_engine(url: str | URL, **options: Any) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"timeout": SQLITE_TIMEOUT_SECONDS, "check_same_thread": False}
         connect_args.update(options.pop("connect_args", {}))
+        if path is not None and "poolclass" not in options:
+            # Every connection runs the PRAGMAs below when opened: keep enough of them
+            # pooled that a busy server does not keep opening new ones.
+            options.setdefault("pool_size", 20)
+            options.setdefault("max_overflow", 40)
         engine = _create(parsed, connect_args=connect_args, **options)
         _configure_sqlite(engine, wal=path is not None)
         return engine

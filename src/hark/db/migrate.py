@@ -38,6 +38,21 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Arbitrary, fixed: every Hark process agrees on it, nothing else is likely to use it.
 _ADVISORY_LOCK_KEY = 0x4841524B
 
+# Made by hand in migrations, on one database only, and not described by the models
+# (the search index of revision 0003: SQLite's FTS5 table and its shadow tables,
+# PostgreSQL's expression index): comparing the schema with the models skips them.
+UNMODELLED_TABLE_PREFIX = "transcript_segments_fts"
+UNMODELLED_INDEXES = frozenset({"ix_transcript_segments_search"})
+
+
+def include_name(name: str | None, type_: str, _parent_names: object) -> bool:
+    """Alembic's `include_name` hook: False for the objects above."""
+    if type_ == "table" and name is not None:
+        return not name.startswith(UNMODELLED_TABLE_PREFIX)
+    if type_ == "index":
+        return name not in UNMODELLED_INDEXES
+    return True
+
 
 def alembic_config(url: str | URL | None = None) -> Config:
     """Alembic's configuration for Hark's migrations, optionally bound to `url`."""

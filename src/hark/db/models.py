@@ -6,6 +6,10 @@ models module is added here.
 
 from __future__ import annotations
 
+from hark.jobs.models import Job, Upload
+from hark.keys.models import ApiKey
 from hark.speakers.models import SpeakerProfile, VoiceSample
+from hark.transcripts.models import TranscriptRevision, TranscriptSegment, TranscriptState
 
-__all__ = ["SpeakerProfile", "VoiceSample"]
+__all__ = ["ApiKey", "Job", "SpeakerProfile", "TranscriptRevision", "TranscriptSegment",
+           "TranscriptState", "Upload", "VoiceSample"]

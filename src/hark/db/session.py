@@ -25,6 +25,8 @@ class Database:
     def __init__(self, url: str | URL, **engine_options: Any) -> None:
         self.url = normalize_url(url)
         self.engine: Engine = make_engine(self.url, **engine_options)
+        # A file on this machine: reads are quick enough to run on an event loop.
+        self.local = self.url.get_backend_name() == "sqlite"
         # Objects stay readable after commit: the edge often reports what it just wrote.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

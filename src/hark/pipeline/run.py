@@ -113,6 +113,9 @@ def _run(
         segments, speakers = _diarize(audio, regions, segments, options, settings, language,
                                       profiles)
         timings["diarize"] = time.perf_counter() - started
+    if not options.word_timestamps:
+        for segment in segments:  # engines that always time words: drop what was not asked
+            segment.words = []
     hooks.progress("done", 1.0)
     return Transcript(
         text=" ".join(s.text for s in segments if s.text),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hark.config import Settings
-from hark.errors import InsufficientSpeechError
+from hark.errors import HarkError, InsufficientSpeechError, MediaError
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.diarization.identify import unit
 from hark.pipeline.diarization.select import borrow_diarizer
@@ -48,3 +48,37 @@ def sample_from_recording(path: str | Path, settings: Settings) -> NewSample:
     embedding, seconds = embed_recording(path, settings)
     return NewSample(embedding=embedding, speech_seconds=seconds, embedder=settings.diarizer,
                      source=Path(path).name)
+
+
+# A voice says all it has to say in a minute or two; a longer "sample" is most likely
+# the wrong file, and decoding hours of audio would weigh on the API process.
+MAX_UPLOAD_SAMPLE_SECONDS = 600.0
+
+
+def sample_from_upload(
+    path: Path, settings: Settings, *, filename: str, field: str = "files",
+    max_seconds: float = MAX_UPLOAD_SAMPLE_SECONDS,
+) -> NewSample:
+    """A sample from an uploaded file kept at `path` under a name of the server's choosing.
+
+    Errors name the client's `filename` and the form `field` instead of the stored
+    file, whose name and location mean nothing to the client (and are not its business).
+    """
+    limit = min(settings.max_audio_seconds, max_seconds)
+    limited = settings.model_copy(update={"max_audio_seconds": limit})
+    try:
+        embedding, seconds = embed_recording(path, limited)
+    except (MediaError, InsufficientSpeechError) as exc:
+        raise _relabel(exc, path.name, filename, field) from exc
+    return NewSample(embedding=embedding, speech_seconds=seconds, embedder=settings.diarizer,
+                     source=filename)
+
+
+def _relabel(exc: HarkError, stored_name: str, filename: str, field: str) -> HarkError:
+    """The same error, about `filename` rather than the stored file."""
+    message = exc.message.replace(repr(stored_name), repr(filename))
+    if message.startswith(stored_name + " "):
+        message = filename + message[len(stored_name):]
+    details = {k: v for k, v in exc.details.items() if k != "path"}
+    details.update(field=field, filename=filename)
+    return type(exc)(message, **details)

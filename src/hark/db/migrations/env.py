@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 from hark.db import models  # noqa: F401  (registers every table on the metadata)
 from hark.db.base import Base
 from hark.db.engine import make_engine
+from hark.db.migrate import include_name
 
 config = context.config
 
@@ -26,6 +27,7 @@ _OPTIONS: dict[str, Any] = {
     "compare_type": True,
     "render_as_batch": True,
     "transactional_ddl": True,
+    "include_name": include_name,
 }
 
 

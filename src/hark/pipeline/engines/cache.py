@@ -3,7 +3,8 @@
 Loading a Whisper model or starting a decoder pool takes seconds, so every caller in
 a process shares one copy. The cache is bounded (least recently used goes first)
 and unloads models nobody has used for `idle_seconds`; a model in use is never
-unloaded under its user.
+unloaded under its user. Keys for which `exclusive(key)` is true (large models) are
+kept one at a time: loading one first unloads the others that are idle.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ class _Entry(Generic[T]):
 
 
 class ModelCache(Generic[T]):
-    def __init__(self, max_entries: int, idle_seconds: float) -> None:
+    def __init__(
+        self, max_entries: int, idle_seconds: float,
+        exclusive: Callable[[str], bool] | None = None,
+    ) -> None:
         self.max_entries = max_entries
+        self.exclusive = exclusive
         self.idle_seconds = idle_seconds
         self._entries: OrderedDict[str, _Entry[T]] = OrderedDict()
         self._lock = threading.RLock()
@@ -69,6 +74,7 @@ class ModelCache(Generic[T]):
                     entry.last_used = time.monotonic()
                     self._entries.move_to_end(key)
                     return entry
+            self._evict_exclusive(key)
             value = load()
             with self._lock:
                 self.loads += 1
@@ -84,6 +90,17 @@ class ModelCache(Generic[T]):
             idle = [k for k, e in self._entries.items() if e.users == 0]
             while len(self._entries) > self.max_entries and idle:
                 doomed.append(self._entries.pop(idle.pop(0)).value)
+        for value in doomed:
+            value.close()
+
+    def _evict_exclusive(self, key: str) -> None:
+        if self.exclusive is None or not self.exclusive(key):
+            return
+        doomed: list[T] = []
+        with self._lock:
+            for other in [k for k, e in self._entries.items()
+                          if e.users == 0 and k != key and self.exclusive(k)]:
+                doomed.append(self._entries.pop(other).value)
         for value in doomed:
             value.close()
 

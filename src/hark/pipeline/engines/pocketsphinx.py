@@ -125,7 +125,12 @@ class PocketsphinxEngine:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # wait=True: inside a multiprocessing child (a job worker), exit runs
+            # multiprocessing's finalizers, which stop the call queue's feeder, before
+            # the executor has sent its stop sentinels; the exit then waits forever on
+            # decoders that never hear they should stop. Waiting here costs at most
+            # the chunks already handed to the decoders.
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 

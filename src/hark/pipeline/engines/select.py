@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hark.config import Settings
-from hark.errors import UnknownModelError
+from hark.errors import ModelError, UnknownModelError
 from hark.pipeline import model_store
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.engines.cache import ModelCache
+from hark.pipeline.engines.sizes import LARGE, size_class
 
 POCKETSPHINX = "pocketsphinx"
 _WHISPER_PREFIX = "faster-whisper/"
@@ -29,7 +30,8 @@ def engine_cache(settings: Settings) -> ModelCache[Engine]:
     global _cache
     with _cache_lock:
         if _cache is None:
-            _cache = ModelCache(settings.model_cache_size, settings.model_idle_seconds)
+            _cache = ModelCache(settings.model_cache_size, settings.model_idle_seconds,
+                                exclusive=lambda key: size_class(key) == LARGE)
         return _cache
 
 
@@ -78,6 +80,18 @@ def check_model_name(name: str, settings: Settings) -> None:
         return
     known = ", ".join([POCKETSPHINX, *model_store.WHISPER_REPOS])
     raise UnknownModelError(f"Unknown model {name!r}; known models: {known}", field="model")
+
+
+def model_available(name: str, settings: Settings) -> bool:
+    """Whether `name` (already checked) can be loaded without downloading anything."""
+    key = model_key(name)
+    if key == POCKETSPHINX:
+        return True
+    try:
+        model_store.resolve_whisper_model(key, settings.models_path, allow_downloads=False)
+    except ModelError:
+        return False
+    return True
 
 
 @contextmanager

@@ -6,7 +6,9 @@ pocketsphinx, not the rest of the pipeline.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -21,12 +23,34 @@ _SKIP = {"<s>", "</s>", "<sil>"}
 RawWord = tuple[str, float, float, float]
 
 
+# How often a decoder process checks that the process that started it still exists.
+PARENT_CHECK_SECONDS = 0.5
+
+
 def init_decoder(config: dict[str, Any]) -> None:
     global _decoder, _frame_rate
+    _exit_with_parent(os.getppid())
     from pocketsphinx import Decoder
 
     _decoder = Decoder(**config)
     _frame_rate = int(_decoder.config["frate"])
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process soon after its parent dies, however the parent died.
+
+    A pool process otherwise waits for work forever once its parent is gone (a
+    SIGKILLed job worker leaves its decoders behind, each holding a loaded model).
+    PR_SET_PDEATHSIG would be quicker but follows the parent *thread*, and pools may be
+    started from short-lived threads; polling the parent pid has no such catch.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hark-parent-watch", daemon=True).start()
 
 
 def ready() -> bool:

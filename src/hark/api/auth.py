@@ -1,0 +1,74 @@
+"""Authentication: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from fastapi import Depends, Request, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+
+from hark.api.state import Principal, ServiceState
+from hark.db.base import DEFAULT_TENANT_ID
+from hark.errors import AuthenticationError
+from hark.keys.service import authenticate, hash_key
+
+ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def presented_key(connection: HTTPConnection) -> str | None:
+    header = connection.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = connection.headers.get("x-api-key")
+    return key.strip() if key else None
+
+
+async def resolve_principal(connection: HTTPConnection, raw: str | None) -> Principal:
+    """Async so that the common case, a recently seen key, costs no thread hop."""
+    state: ServiceState = connection.app.state.hark
+    if raw is None:
+        if state.anonymous:
+            return ANONYMOUS
+        raise AuthenticationError("an API key is required: send 'Authorization: Bearer <key>' "
+                                  "or 'X-API-Key: <key>'")
+    digest = hash_key(raw)
+    principal = state.keys.get(digest)
+    if principal is not None:
+        return principal
+    return await run_in_threadpool(_lookup, state, raw, digest)
+
+
+def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:
+    with state.db.session() as session:
+        key = authenticate(session, raw)
+        if key is None:
+            raise AuthenticationError("the API key is not valid or was revoked")
+        principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id)
+    state.keys.put(digest, principal)
+    return principal
+
+
+async def require_principal(request: Request) -> Principal:
+    return await resolve_principal(request, presented_key(request))
+
+
+async def websocket_principal(websocket: WebSocket) -> Principal:
+    """Browsers cannot set headers on a WebSocket: a `?api_key=` parameter also works."""
+    raw = presented_key(websocket) or websocket.query_params.get("api_key")
+    return await resolve_principal(websocket, raw)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(require_principal)]

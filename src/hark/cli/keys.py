@@ -1,0 +1,88 @@
+"""`hark keys create|list|revoke`: API keys for the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from hark.cli.console import err, fail
+from hark.config import get_settings
+from hark.errors import HarkError
+
+if TYPE_CHECKING:
+    from hark.db import Database
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+def _session_scope() -> Database:
+    from hark.db import open_database
+
+    return open_database(get_settings().database)
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Option("--name", "-n", help="What the key is for.")] = "default",
+    tenant: Annotated[str, typer.Option(
+        "--tenant", help="Tenant whose jobs, results and speakers the key can reach.")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Make a key. It is shown once: store it now; only its hash is kept."""
+    from hark.keys.service import create_key
+
+    try:
+        with _session_scope() as db, db.session(write=True) as session:
+            created = create_key(session, name=name, tenant_id=tenant)
+            key = created.key
+            info = {"id": key.id, "name": key.name, "tenant": key.tenant_id,
+                    "key": created.secret, "webhook_secret": key.webhook_secret}
+    except HarkError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    err.print(f"Created key {info['id']} ({info['name']}) for tenant {info['tenant']}. "
+              "It is shown only now:", markup=False)
+    typer.echo(info["key"])
+    err.print(f"Webhooks of this key are signed with: {info['webhook_secret']}", markup=False)
+
+
+@app.command("list")
+def list_command(
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+) -> None:
+    """Show keys (never the keys themselves: their first characters, to tell them apart)."""
+    from hark.keys.service import list_keys
+
+    try:
+        with _session_scope() as db, db.session() as session:
+            rows = [(k.id, k.prefix + "…", k.tenant_id, k.name,
+                     k.created_at.strftime("%Y-%m-%d %H:%M"),
+                     "revoked" if k.revoked_at else "active")
+                    for k in list_keys(session, include_revoked=include_revoked)]
+    except HarkError as exc:
+        fail(exc)
+    if not rows:
+        err.print("No API keys. Create one with: hark keys create", markup=False)
+        return
+    for row in rows:
+        typer.echo("\t".join(row))
+
+
+@app.command("revoke")
+def revoke(
+    key: Annotated[str, typer.Argument(help="The key's id, or its shown prefix.")],
+) -> None:
+    """Revoke a key; requests with it are refused from then on (within seconds)."""
+    from hark.keys.service import revoke_key
+
+    try:
+        with _session_scope() as db, db.session(write=True) as session:
+            revoked = revoke_key(session, key)
+            key_id = revoked.id
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(f"Revoked {key_id}")

@@ -1,0 +1,1 @@
+"""Transcription jobs: submission, the durable queue, running, results and events."""

@@ -1,0 +1,122 @@
+"""Live job events over Server-Sent Events and WebSocket.
+
+Both subscribe to the bus *before* reading the job, then send the current state
+first: no event published in between is missed, and a subscriber arriving after the
+job finished gets its status and outcome and the stream ends. A stream ends after
+the first terminal event (completed, failed, canceled).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from hark.api.auth import CurrentPrincipal, websocket_principal
+from hark.api.state import Principal, ServiceState, get_state
+from hark.errors import HarkError
+from hark.events.base import TERMINAL_EVENTS, Event, Subscription
+from hark.jobs import service
+from hark.jobs.views import current_state_events
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+State = Annotated[ServiceState, Depends(get_state)]
+
+# A comment line this often keeps proxies from closing an idle stream.
+KEEPALIVE_SECONDS = 15.0
+
+
+def _initial_events(state: ServiceState, principal: Principal, job_id: str) -> list[Event]:
+    with state.db.session() as session:
+        return current_state_events(service.get_job(session, principal.tenant_id, job_id))
+
+
+async def job_events(state: ServiceState, principal: Principal, job_id: str,
+                     subscription: Subscription) -> AsyncIterator[Event | None]:
+    """The job's events from now on, current state first; None marks an idle interval.
+
+    Reading the first item raises JobNotFoundError for a job the caller cannot see.
+    """
+    initial = await run_in_threadpool(_initial_events, state, principal, job_id)
+    for current in initial:
+        yield current
+    if initial[-1]["type"] in TERMINAL_EVENTS:
+        return
+    while True:
+        event = await subscription.get(KEEPALIVE_SECONDS)
+        if event is None:
+            # Quiet for a while: check the job itself, in case its outcome was announced
+            # while the bus could not carry it (a broker restart, say).
+            latest = await run_in_threadpool(_initial_events, state, principal, job_id)
+            if latest[-1]["type"] in TERMINAL_EVENTS:
+                yield latest[-1]
+                return
+        yield event
+        if event is not None and event["type"] in TERMINAL_EVENTS:
+            return
+
+
+@router.get("/jobs/{job_id}/events", summary="Live events of a job (Server-Sent Events)",
+            response_class=StreamingResponse)
+async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> StreamingResponse:
+    subscription = state.bus.subscribe(job_id)
+    try:
+        events = job_events(state, principal, job_id, subscription)
+        first = await anext(events)  # a missing job fails as a normal 404 here
+        assert first is not None
+    except BaseException:
+        subscription.close()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield _sse(first)
+            async for event in events:
+                yield _sse(event) if event is not None else b": keep-alive\n\n"
+        except StopAsyncIteration:
+            return
+        finally:
+            subscription.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/jobs/{job_id}/ws")
+async def websocket_events(websocket: WebSocket, job_id: str) -> None:
+    state: ServiceState = websocket.app.state.hark
+    # Accepted first so that a refusal reaches the client as a close code and reason
+    # (4401 no valid key, 4404 no such job) rather than a bare HTTP 403.
+    await websocket.accept()
+    try:
+        principal = await websocket_principal(websocket)
+    except HarkError as exc:
+        await websocket.close(code=4401, reason=exc.message[:120])
+        return
+    subscription = state.bus.subscribe(job_id)
+    try:
+        events = job_events(state, principal, job_id, subscription)
+        try:
+            first = await anext(events)
+            assert first is not None
+        except HarkError as exc:
+            await websocket.close(code=4404 if exc.status_code == 404 else 4400,
+                                  reason=exc.message[:120])
+            return
+        await websocket.send_text(json.dumps(first))
+        async for event in events:
+            if event is not None:
+                await websocket.send_text(json.dumps(event))
+        await websocket.close()
+    except (WebSocketDisconnect, StopAsyncIteration):
+        pass
+    finally:
+        subscription.close()
+
+
+def _sse(event: Event) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

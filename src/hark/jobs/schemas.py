@@ -1,0 +1,182 @@
+"""What the job API accepts and returns.
+
+`JobOptions` is validated once, at submission, by building the pipeline's own
+option objects from it: the same checks the CLI gets, each failure naming its field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hark.config import Settings
+from hark.errors import ModelNotInstalledError, OptionError, UnknownModelError
+from hark.pipeline.diarization.base import DiarizationOptions
+from hark.pipeline.engines.select import (
+    check_model_name,
+    model_available,
+    model_key,
+    resolve_model,
+)
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.vad import VadOptions
+
+MAX_PROMPT_CHARS = 2000
+MAX_URL_CHARS = 2048
+MAX_KNOWN_SPEAKERS = 8
+
+
+class UnknownModelOptionError(OptionError):
+    """An unknown model named in a job's options: a bad field, not a missing resource."""
+
+    code = "UNKNOWN_MODEL"
+
+
+class KnownSpeaker(BaseModel):
+    """A voice given with the request itself (the OpenAI API's known speakers): used
+    instead of the tenant's enrolled profiles, for this job only."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    embedding: list[float] = Field(min_length=1, max_length=4096)
+
+
+class JobOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, max_length=512)
+    language: str | None = Field(default=None, max_length=16)
+    task: Literal["transcribe", "translate"] = "transcribe"
+    diarize: bool = False
+    num_speakers: int | None = Field(default=None, ge=1, le=32)
+    min_speakers: int | None = Field(default=None, ge=1, le=32)
+    max_speakers: int | None = Field(default=None, ge=1, le=32)
+    identify_speakers: bool = False
+    word_timestamps: bool = True
+    vad: bool = True
+    # Silero settings; None keeps the pipeline's defaults.
+    vad_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    vad_min_silence_ms: int | None = Field(default=None, ge=0, le=10_000)
+    vad_speech_pad_ms: int | None = Field(default=None, ge=0, le=2_000)
+    beam_size: int = Field(default=5, ge=1, le=20)
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    initial_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    hotwords: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    priority: int = Field(default=0, ge=-100, le=100)
+    webhook_url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
+    # Stored with the job (the worker reads them there); views.job_dict shows names only.
+    known_speakers: list[KnownSpeaker] | None = Field(default=None,
+                                                      max_length=MAX_KNOWN_SPEAKERS)
+
+    def pipeline_options(self, model: str | None = None) -> TranscribeOptions:
+        """The pipeline's options; raises OptionError (with the field) when invalid."""
+        return TranscribeOptions(
+            model=model if model is not None else self.model,
+            language=self.language or None,
+            task=self.task,
+            word_timestamps=self.word_timestamps,
+            vad=self._vad_options() if self.vad else None,
+            beam_size=self.beam_size,
+            temperature=self.temperature,
+            initial_prompt=self.initial_prompt or None,
+            hotwords=self.hotwords or None,
+            diarize=self.diarize,
+            speakers=DiarizationOptions(self.num_speakers, self.min_speakers,
+                                        self.max_speakers),
+            identify_speakers=self.identify_speakers,
+        )
+
+    def _vad_options(self) -> VadOptions:
+        default = VadOptions()
+        return VadOptions(
+            threshold=default.threshold if self.vad_threshold is None else self.vad_threshold,
+            min_silence_ms=default.min_silence_ms if self.vad_min_silence_ms is None
+            else self.vad_min_silence_ms,
+            speech_pad_ms=default.speech_pad_ms if self.vad_speech_pad_ms is None
+            else self.vad_speech_pad_ms)
+
+    def resolve(self, settings: Settings) -> tuple[TranscribeOptions, str]:
+        """Validated pipeline options and the concrete model the job will run on."""
+        model = resolve_model(self.model, settings)
+        try:
+            check_model_name(model, settings)
+        except UnknownModelError as exc:
+            raise UnknownModelOptionError(exc.message, field="model") from exc
+        if not settings.allow_downloads and not model_available(model, settings):
+            raise ModelNotInstalledError(
+                f"model {model!r} is not installed; install it with `hark models pull "
+                f"{model_key(model)}` (jobs never download models unless HARK_ALLOW_DOWNLOADS "
+                "is set)", field="model", model=model)
+        return self.pipeline_options(model), model
+
+    def stored(self) -> dict[str, Any]:
+        """The options as recorded on the job: only what the caller set."""
+        return self.model_dump(exclude_unset=True, exclude={"webhook_url"})
+
+
+class UrlSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(max_length=MAX_URL_CHARS)
+
+
+class UploadSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    upload_id: str = Field(max_length=64)
+
+
+class CreateJob(JobOptions):
+    source: UrlSource | UploadSource
+
+
+class CreateUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filename: str = Field(min_length=1, max_length=255)
+    size: int = Field(gt=0)
+
+
+class UploadSlot(BaseModel):
+    upload_id: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    expires_at: datetime
+
+
+class JobError(BaseModel):
+    error: str
+    error_code: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    events: str
+    websocket: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str
+    progress: float
+    stage: str | None
+    filename: str
+    duration: float | None
+    options: dict[str, Any]
+    model: str
+    queue: str
+    priority: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    timings: dict[str, float] | None
+    webhook: dict[str, Any] | None
+    links: JobLinks
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None

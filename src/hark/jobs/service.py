@@ -1,0 +1,265 @@
+"""The job service: every state change a job goes through, in one place.
+
+    queued ──claim──▶ running ──complete──▶ completed
+       ▲                 │ ├────fail─────▶ failed
+       └──release────────┘ └───cancel────▶ canceled   (also from queued)
+
+Functions take the session first, change and flush, and never commit; the request
+or worker loop that owns the session commits. Worker-side changes are fenced on the
+claim (`worker_id`, `attempts`): once a job was canceled, or its lease expired and
+another attempt took it, the old attempt's updates match no row and are dropped.
+That fence is what makes a result land exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.orm import Session
+
+from hark.db import Database
+from hark.db.base import new_id, utcnow
+from hark.db.engine import translate_errors
+from hark.errors import HarkError, JobNotFoundError, OptionError, QueueFullError
+from hark.jobs.models import CANCELED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, Job
+from hark.jobs.repository import JobRepository
+from hark.jobs.routing import size_class
+from hark.jobs.schemas import JobOptions
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class NewMedia:
+    """Media already stored and probed, ready to become a job."""
+
+    key: str
+    filename: str
+    size: int
+    duration: float
+    source_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    worker_id: str
+    attempt: int
+
+
+def create_job(
+    session: Session, *, tenant_id: str, api_key_id: str | None, options: JobOptions,
+    model: str, media: NewMedia, max_queued: int, job_id: str | None = None,
+) -> Job:
+    repository = JobRepository(session)
+    if repository.count_queued() >= max_queued:
+        raise QueueFullError(f"the queue is full ({max_queued} jobs waiting); retry later")
+    job = Job(
+        id=job_id or new_id(), tenant_id=tenant_id, api_key_id=api_key_id, status=QUEUED,
+        queue=size_class(model), priority=options.priority, options=options.stored(),
+        filename=media.filename, source_url=media.source_url, media_key=media.key,
+        media_bytes=media.size, duration=media.duration, model=model, progress=0.0,
+        stage=None, attempts=0, purged=False, webhook_url=options.webhook_url,
+        webhook_attempts=0,
+    )
+    return repository.add(job)
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = JobRepository(session).get(tenant_id, job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
+    return job
+
+
+def read_job(db: Database, tenant_id: str, job_id: str) -> Row[Any]:
+    """The job's row, read on its own short connection (no session, no ORM objects)."""
+    # translate_errors: an unreachable database is a 503 DATABASE_ERROR, as in sessions.
+    with translate_errors(db.url), db.engine.connect() as connection:
+        row = connection.execute(
+            select(Job.__table__).where(Job.__table__.c.id == job_id)).first()
+    if row is None or row.tenant_id != tenant_id:
+        raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
+    return row
+
+
+def list_jobs(
+    session: Session, tenant_id: str, *, status: str | None, limit: int, cursor: str | None,
+) -> tuple[list[Job], str | None]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise OptionError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    jobs = JobRepository(session).page(tenant_id, status=status, limit=limit + 1,
+                                       after=decode_cursor(cursor) if cursor else None)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return jobs, encode_cursor(jobs[-1]) if more and jobs else None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise OptionError("cursor is not one this API returned", field="cursor") from exc
+
+
+def cancel_job(session: Session, tenant_id: str, job_id: str) -> tuple[Job, bool]:
+    """Cancel a queued or running job; returns the job and whether this call changed it."""
+    job = JobRepository(session).get_any(job_id, lock=True)
+    if job is None or job.tenant_id != tenant_id:
+        raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
+    if job.status in FINISHED:
+        return job, False
+    job.status = CANCELED
+    job.finished_at = utcnow()
+    job.lease_expires_at = None
+    session.flush()
+    return job, True
+
+
+def mark_purged(job: Job) -> None:
+    """Forget the job's stored objects (the caller deletes them after committing)."""
+    job.purged = True
+    job.media_key = None
+    job.result_key = None
+
+
+# --- the worker side -----------------------------------------------------------------
+
+def claim_next(
+    session: Session, queues: tuple[str, ...], worker_id: str, lease_seconds: float,
+) -> Job | None:
+    job = JobRepository(session).next_queued(queues)
+    if job is None:
+        return None
+    _start_attempt(session, job, worker_id, lease_seconds)
+    return job
+
+
+def claim_job(
+    session: Session, job_id: str, worker_id: str, lease_seconds: float, max_attempts: int,
+    owner_gone: Callable[[str], bool],
+) -> Job | None:
+    """Claim one named job, as a queue worker does when a message for it arrives.
+
+    A queued job is claimed. A running job is taken over only when its lease ran out or
+    `owner_gone(worker_id)` says its worker is dead (a redelivered message after a
+    crash); otherwise the message is a duplicate and None is returned, as for finished
+    jobs. Past `max_attempts` the job fails with WORKER_LOST instead, and is returned
+    with that status for the caller to announce.
+    """
+    job = JobRepository(session).get_any(job_id, lock=True)
+    if job is None or job.status in FINISHED:
+        return None
+    if job.status == RUNNING:
+        expired = job.lease_expires_at is not None and job.lease_expires_at < utcnow()
+        if not (expired or owner_gone(job.worker_id or "")):
+            return None
+        if recover(session, job, max_attempts, "its worker was lost") != QUEUED:
+            return job
+    _start_attempt(session, job, worker_id, lease_seconds)
+    return job
+
+
+def _start_attempt(session: Session, job: Job, worker_id: str, lease_seconds: float) -> None:
+    now = utcnow()
+    job.status = RUNNING
+    job.worker_id = worker_id
+    job.attempts += 1
+    job.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    job.started_at = job.started_at or now
+    job.stage = "loading"
+    job.progress = 0.0
+    job.error = None
+    session.flush()
+
+
+def renew_lease(session: Session, claim: Claim, lease_seconds: float) -> bool:
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt,
+        lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+
+
+def record_progress(session: Session, claim: Claim, stage: str, progress: float) -> bool:
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt, stage=stage,
+        progress=round(progress, 4), updated_at=utcnow())
+
+
+def complete(
+    session: Session, claim: Claim, *, result_key: str, duration: float, model: str,
+    timings: dict[str, float], has_webhook: bool,
+) -> bool:
+    now = utcnow()
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt, status=COMPLETED, progress=1.0,
+        stage="done", result_key=result_key, duration=duration, model=model,
+        timings=timings, finished_at=now, lease_expires_at=None, updated_at=now,
+        **_webhook_due(has_webhook, now))
+
+
+def fail(session: Session, claim: Claim, error: HarkError, *, has_webhook: bool) -> bool:
+    now = utcnow()
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt, status=FAILED, error=error_body(error),
+        finished_at=now, lease_expires_at=None, updated_at=now,
+        **_webhook_due(has_webhook, now))
+
+
+def release(session: Session, claim: Claim, *, count_attempt: bool) -> bool:
+    """Put a running job back in the queue (a worker shutting down hands it back)."""
+    attempts = claim.attempt if count_attempt else claim.attempt - 1
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt, status=QUEUED, worker_id=None,
+        attempts=attempts, lease_expires_at=None, stage=None, progress=0.0,
+        updated_at=utcnow())
+
+
+def recover(session: Session, job: Job, max_attempts: int, reason: str) -> str:
+    """A running job whose worker is gone: back to the queue, or failed after the limit."""
+    now = utcnow()
+    job.worker_id = None
+    job.lease_expires_at = None
+    if job.attempts >= max_attempts:
+        job.status = FAILED
+        job.finished_at = now
+        job.error = {"error": f"the job was interrupted {job.attempts} times ({reason}); "
+                              "giving up", "error_code": "WORKER_LOST",
+                     "details": {"attempts": job.attempts}}
+        if job.webhook_url:
+            job.webhook_status, job.webhook_next_at = "pending", now
+    else:
+        job.status = QUEUED
+        job.stage = None
+        job.progress = 0.0
+    session.flush()
+    return job.status
+
+
+def recover_expired(session: Session, max_attempts: int) -> list[Job]:
+    """Recover every running job whose lease ran out; returns them."""
+    jobs = JobRepository(session).expired_leases(utcnow())
+    for job in jobs:
+        recover(session, job, max_attempts, "its worker stopped renewing its lease")
+    return jobs
+
+
+def error_body(error: HarkError) -> dict[str, Any]:
+    return {"error": error.message, "error_code": error.code, "details": error.details}
+
+
+def _webhook_due(has_webhook: bool, now: datetime) -> dict[str, Any]:
+    return {"webhook_status": "pending", "webhook_next_at": now} if has_webhook else {}

@@ -1,0 +1,83 @@
+"""Creating, listing, revoking and checking API keys.
+
+A key is `hark_` followed by 32 random bytes (base62-ish, URL-safe); only its
+SHA-256 is stored. Keys are random and long, so a plain hash is enough: there is
+nothing to brute-force, and lookups stay one indexed equality. Functions take the
+session first and never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hark.db.base import utcnow
+from hark.errors import NotFoundError, OptionError
+from hark.keys.models import ApiKey
+
+KEY_PREFIX = "hark_"
+_DISPLAY_CHARS = 12
+MAX_TENANT_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str  # the key itself: shown once, never stored
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_key(session: Session, *, name: str, tenant_id: str) -> CreatedKey:
+    tenant_id = tenant_id.strip()
+    if not tenant_id or len(tenant_id) > MAX_TENANT_LENGTH or not tenant_id.replace(
+            "-", "").replace("_", "").replace(".", "").isalnum():
+        raise OptionError("a tenant is 1-64 letters, digits, '-', '_' or '.'", field="tenant")
+    name = " ".join(name.split()) or "unnamed"
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(name=name[:200], tenant_id=tenant_id, prefix=raw[:_DISPLAY_CHARS],
+                 key_hash=hash_key(raw), webhook_secret="whsec_" + secrets.token_urlsafe(32))
+    session.add(key)
+    session.flush()
+    return CreatedKey(key, raw)
+
+
+def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, id_or_prefix: str) -> ApiKey:
+    """Revoke by id or by the displayed prefix (when it names exactly one key)."""
+    key = session.get(ApiKey, id_or_prefix)
+    if key is None:
+        matches = list(session.scalars(select(ApiKey).where(
+            ApiKey.prefix.startswith(id_or_prefix, autoescape=True))))
+        if len(matches) > 1:
+            raise OptionError(f"{id_or_prefix!r} matches {len(matches)} keys; use the id",
+                              field="key")
+        key = matches[0] if matches else None
+    if key is None:
+        raise NotFoundError(f"no API key {id_or_prefix!r}", key=id_or_prefix)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def authenticate(session: Session, raw: str) -> ApiKey | None:
+    """The live key matching `raw`, or None."""
+    if not raw.startswith(KEY_PREFIX):
+        return None
+    key = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(raw))).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    return key

@@ -1,0 +1,183 @@
+// Talking to Hark's API: the key, JSON requests, uploads with progress, live job events.
+
+const KEY_NAME = "hark.apiKey";
+export const TERMINAL = new Set(["completed", "failed", "canceled"]);
+
+export function getKey() {
+  try {
+    return localStorage.getItem(KEY_NAME) || "";
+  } catch {
+    return "";
+  }
+}
+
+export function setKey(value) {
+  if (value) localStorage.setItem(KEY_NAME, value);
+  else localStorage.removeItem(KEY_NAME);
+}
+
+export class ApiError extends Error {
+  constructor(status, message, code, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details || {};
+  }
+
+  // What a person reads: the API's message, and the field it is about.
+  describe() {
+    const field = this.details && this.details.field;
+    return field ? `${this.message} (${field})` : this.message;
+  }
+}
+
+function authHeaders(extra) {
+  const headers = new Headers(extra || {});
+  const key = getKey();
+  if (key) headers.set("Authorization", `Bearer ${key}`);
+  return headers;
+}
+
+// The error envelope of /api/v1 ({error, error_code, details}) or OpenAI's shape.
+export function errorFromBody(status, statusText, body) {
+  if (body && typeof body.error === "string") {
+    return new ApiError(status, body.error, body.error_code || `HTTP_${status}`, body.details);
+  }
+  if (body && body.error && typeof body.error.message === "string") {
+    return new ApiError(status, body.error.message, body.error.code || `HTTP_${status}`, {});
+  }
+  const message = status === 0 ? "Cannot reach the Hark server" : `${status} ${statusText}`;
+  return new ApiError(status, message, status === 0 ? "NETWORK" : `HTTP_${status}`, {});
+}
+
+export async function request(path, { method = "GET", json, signal } = {}) {
+  const init = { method, headers: authHeaders(), signal };
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers.set("Content-Type", "application/json");
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw errorFromBody(0, "", null);
+  }
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    throw errorFromBody(response.status, response.statusText, body);
+  }
+  return response;
+}
+
+export async function getJson(path, options) {
+  return (await request(path, options)).json();
+}
+
+// A multipart upload through XMLHttpRequest, the one browser API that reports upload
+// progress. Resolves with the new job; rejects with an ApiError.
+export function uploadFile(file, fields, onProgress) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
+    form.append("file", file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/jobs/upload");
+    const key = getKey();
+    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 202 || xhr.status === 200) resolve(xhr.response);
+      else reject(errorFromBody(xhr.status, xhr.statusText, xhr.response));
+    });
+    xhr.addEventListener("error", () => reject(errorFromBody(0, "", null)));
+    xhr.addEventListener("abort", () => reject(new ApiError(0, "Upload canceled", "ABORTED")));
+    xhr.send(form);
+  });
+}
+
+export function jobPath(id, rest = "") {
+  return `/api/v1/jobs/${encodeURIComponent(id)}${rest}`;
+}
+
+// The recording for <audio>/<video>: the element cannot send headers, so the key
+// rides in the URL (this endpoint accepts ?api_key=, and answers byte ranges).
+export function mediaUrl(id) {
+  const url = new URL(jobPath(id, "/media"), location.href);
+  const key = getKey();
+  if (key) url.searchParams.set("api_key", key);
+  return url.toString();
+}
+
+// Live events of one job over its WebSocket (no polling). A late subscriber gets the
+// current state first; the server closes after the final event. Dropped connections
+// reconnect with backoff. Returns {close()}.
+export function watchJob(id, onEvent, onRefused) {
+  let socket = null;
+  let stopped = false;
+  let finished = false;
+  let delay = 1000;
+  let timer = null;
+
+  const open = () => {
+    const url = new URL(jobPath(id, "/ws"), location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    const key = getKey();
+    if (key) url.searchParams.set("api_key", key);
+    socket = new WebSocket(url);
+    socket.addEventListener("message", (message) => {
+      let event;
+      try {
+        event = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      delay = 1000;
+      if (TERMINAL.has(event.type)) finished = true;
+      onEvent(event);
+    });
+    socket.addEventListener("close", (closing) => {
+      if (stopped || finished) return;
+      if (closing.code >= 4400 && closing.code < 4500) {
+        if (onRefused) onRefused(closing.code, closing.reason);
+        return;
+      }
+      timer = setTimeout(open, delay);
+      delay = Math.min(delay * 2, 30000);
+    });
+  };
+  open();
+  return {
+    close() {
+      stopped = true;
+      clearTimeout(timer);
+      if (socket) socket.close();
+    },
+  };
+}
+
+// Download a result file (the request needs the key, so a plain link would not do).
+export async function download(path, fallbackName) {
+  const response = await request(path);
+  const blob = await response.blob();
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
+  const name = match ? decodeURIComponent(match[1]) : fallbackName;
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return { name, size: blob.size };
+}

@@ -1,0 +1,1 @@
+"""The worker pool of embedded mode: job-running processes beside the API server."""

@@ -1,0 +1,174 @@
+"""Scaled mode's workers: Celery on the broker at HARK_BROKER_URL.
+
+A task carries a job id and nothing else; it claims that job in the database and
+runs it with the same runner embedded workers use. Delivery is at least once
+(`acks_late`, a message whose worker died is redelivered); the claim and the fenced
+completion in the job service make the *outcome* exactly once, whatever the number
+of deliveries. Each worker process builds its database engine, storage client and
+models once and keeps them.
+
+Queues are `hark.small`, `hark.medium` and `hark.large` (the model size classes).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_shutdown
+
+from hark.config import Settings, get_settings
+from hark.errors import DatabaseError, HarkError, StorageError
+from hark.events.base import Event
+from hark.jobs.runner import WorkerChannel, WorkerContext, run_named
+from hark.workers.identity import owner_gone, worker_id
+
+log = logging.getLogger("hark.worker")
+
+TASK_NAME = "hark.run_job"
+QUEUE_PREFIX = "hark."
+# Seconds of processing allowed per second of audio, by size class, before the soft
+# limit; CPU decoding of a large model runs near real time, so it gets the most.
+TIME_PER_AUDIO_SECOND = {"small": 1.0, "medium": 2.0, "large": 4.0}
+MIN_SOFT_LIMIT_SECONDS = 300.0
+HARD_LIMIT_GRACE_SECONDS = 60.0
+# Transient failures (database or storage unreachable) are retried with backoff.
+MAX_RETRIES = 8
+
+
+def queue_name(size_class: str) -> str:
+    return QUEUE_PREFIX + size_class
+
+
+def time_limits(size_class: str, duration: float | None) -> tuple[float, float]:
+    """(soft, hard) limits in seconds for a job of `duration` seconds of audio."""
+    factor = TIME_PER_AUDIO_SECOND.get(size_class, 4.0)
+    soft = max(MIN_SOFT_LIMIT_SECONDS, (duration or 0.0) * factor + 120.0)
+    return soft, soft + HARD_LIMIT_GRACE_SECONDS
+
+
+def celery_priority(priority: int) -> int:
+    """Job priority (-100..100, higher first) → Redis priority step (0..9, 0 first)."""
+    return max(0, min(9, round((100 - priority) / 200 * 9)))
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("hark", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=queue_name("small"),
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            # A message whose worker vanished without a word comes back after this;
+            # the job lease (and the API's reconciler) usually recover it sooner.
+            "visibility_timeout": max(60, int(settings.broker_visibility_seconds)),
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES)(_run_job_task)
+    return app
+
+
+class MeteredChannel:
+    """Events go to Redis; metrics are counted here, in this worker process, and served
+    by `hark worker` on HARK_WORKER_METRICS_PORT (Prometheus multiprocess mode adds up
+    the pool's processes)."""
+
+    def __init__(self, channel: WorkerChannel) -> None:
+        self.channel = channel
+
+    def publish(self, job_id: str, event: Event) -> None:
+        self.channel.publish(job_id, event)
+
+    def job_finished(self, model: str, status: str, audio_seconds: float,
+                     timings: dict[str, float]) -> None:
+        from hark.api import metrics
+
+        metrics.record_job(model, status, audio_seconds, timings)
+
+    def model_loaded(self, model: str) -> None:
+        from hark.api import metrics
+
+        metrics.record_model_load(model)
+
+    def flush(self, timeout: float) -> None:
+        flush = getattr(self.channel, "flush", None)
+        if flush is not None:
+            flush(timeout)
+
+
+_context: WorkerContext | None = None
+_context_pid = 0
+
+
+def worker_context() -> WorkerContext:
+    """This process's database, storage and event channel, made on first use (so each
+    forked pool process makes its own)."""
+    global _context, _context_pid
+    if _context is None or _context_pid != os.getpid():
+        from hark.db import Database
+        from hark.events.redis import RedisWorkerChannel
+        from hark.storage import open_storage
+
+        settings = get_settings()
+        url = settings.events_redis_url
+        if url is None:
+            raise HarkError("scaled mode needs Redis for events: set HARK_BROKER_URL to a "
+                            "redis:// URL or HARK_EVENTS_URL")
+        _context = WorkerContext(settings=settings, db=Database(settings.database),
+                                 storage=open_storage(settings),
+                                 channel=MeteredChannel(RedisWorkerChannel(url)),
+                                 worker_id=worker_id("celery"),
+                                 timeout_errors=(SoftTimeLimitExceeded,))
+        _context_pid = os.getpid()
+    return _context
+
+
+@worker_process_shutdown.connect
+def _flush_events(**_: Any) -> None:
+    """Send events still queued (a job's `completed`, say) before the process exits."""
+    if _context is not None and _context_pid == os.getpid():
+        flush = getattr(_context.channel, "flush", None)
+        if flush is not None:
+            flush(5.0)
+
+
+def _run_job_task(task: Task, job_id: str) -> bool:
+    try:
+        return run_named(worker_context(), job_id, owner_gone)
+    except (DatabaseError, StorageError) as exc:
+        retries: int = task.request.retries
+        log.warning("job %s: %s; retrying (%d)", job_id, exc, retries + 1)
+        raise task.retry(exc=exc, countdown=min(60, 2 ** retries)) from exc
+
+
+class CeleryQueue:
+    """The JobQueue of scaled mode: one message per job on its size class's queue."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def enqueue(self, job_id: str, queue_name_: str, priority: int,
+                duration: float | None = None) -> None:
+        soft, hard = time_limits(queue_name_, duration)
+        try:
+            self.app.send_task(TASK_NAME, args=[job_id], queue=queue_name(queue_name_),
+                               priority=celery_priority(priority), soft_time_limit=soft,
+                               time_limit=hard, retry=True,
+                               retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                             "interval_step": 0.5, "interval_max": 2})
+        except Exception as exc:  # the job is safe in the database: the reconciler re-sends
+            log.warning("job %s: broker unavailable (%s); it will be sent again", job_id, exc)

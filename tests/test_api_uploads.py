@@ -1,0 +1,341 @@
+"""Jobs from an upload slot and from a source URL, over HTTP against the real app.
+
+Upload slots: reserve, PUT the bytes to the returned URL, submit; every misuse
+(wrong token, too many or too few bytes, reuse, non-media) refused with nothing left
+in storage. Source URLs: a real HTTP server on 127.0.0.2 (allowed for these tests)
+serves the recordings; loopback, private, link-local and metadata targets are refused
+before any byte is sent to them, also behind a redirect, and a server on 127.0.0.1
+(and ::1) records that it was never contacted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.support.http_servers import ScriptedServer, redirect, respond, stream
+from tests.support.service import (
+    API,
+    JOBS,
+    HttpResponse,
+    Service,
+    assert_error,
+    bearer,
+    serve,
+    service_settings,
+    speech_wav,
+)
+
+UPLOADS = f"{API}/uploads"
+UPLOAD_LIMIT = 1_000_000
+SPEECH = speech_wav(4.0)
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    settings = service_settings(tmp_path_factory.mktemp("uploads"),
+                                max_upload_bytes=UPLOAD_LIMIT,
+                                fetch_allowed_networks=["127.0.0.2/32"],
+                                fetch_timeout_seconds=10)
+    with serve(settings) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def source() -> Iterator[ScriptedServer]:
+    """The allowed origin: recordings, a redirect, errors, and too much data."""
+    with ScriptedServer("127.0.0.2") as server:
+        server.route("/two.wav", respond(200, SPEECH, {"Content-Type": "audio/wav"}))
+        server.route("/notes.txt", respond(200, b"not a recording\n" * 50,
+                                           {"Content-Type": "text/plain"}))
+        server.route("/big-declared", stream(UPLOAD_LIMIT + 1, declare_length=True))
+        server.route("/big-streamed", stream(UPLOAD_LIMIT + 100_000, declare_length=False))
+        yield server
+
+
+@pytest.fixture(scope="module")
+def forbidden() -> Iterator[ScriptedServer]:
+    """A server on 127.0.0.1 that no request of Hark may ever reach."""
+    with ScriptedServer("127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def forbidden6() -> Iterator[ScriptedServer]:
+    with ScriptedServer("::1") as server:
+        yield server
+
+
+class Unchanged:
+    """Asserts that a refused request left storage and the job list as they were."""
+
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.files = svc.storage_snapshot()
+        self.jobs = svc.job_ids()
+
+    def check(self) -> None:
+        assert self.svc.storage_snapshot() == self.files
+        assert self.svc.job_ids() == self.jobs
+
+
+def reserve(svc: Service, filename: str, size: int,
+            headers: dict[str, str] | None = None) -> dict[str, Any]:
+    response = svc.client.post(UPLOADS, json={"filename": filename, "size": size},
+                               headers=headers or {})
+    assert response.status_code == 201, response.text
+    slot: dict[str, Any] = response.json()
+    return slot
+
+
+def put(svc: Service, slot: dict[str, Any], data: bytes) -> HttpResponse:
+    """PUT to the slot's URL as a client would: its path and query, no other credentials."""
+    url = urlsplit(slot["url"])
+    return svc.client.put(f"{url.path}?{url.query}", content=data)
+
+
+def submit_json(svc: Service, body: dict[str, Any],
+                headers: dict[str, str] | None = None) -> HttpResponse:
+    return svc.client.post(JOBS, json=body, headers=headers or {})
+
+
+# --- upload slots ---------------------------------------------------------------------------
+
+def test_upload_slot_then_job_completes(svc: Service) -> None:
+    slot = reserve(svc, "meeting.wav", len(SPEECH))
+    assert set(slot) == {"upload_id", "url", "method", "expires_at"}
+    assert slot["method"] == "PUT"
+    url = urlsplit(slot["url"])
+    assert url.path == f"{UPLOADS}/{slot['upload_id']}"
+    assert parse_qs(url.query)["token"][0]
+    expires = datetime.fromisoformat(slot["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=55) < expires - datetime.now(UTC) <= timedelta(hours=1)
+
+    response = put(svc, slot, SPEECH)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"upload_id": slot["upload_id"], "size": len(SPEECH),
+                               "status": "ready"}
+
+    response = submit_json(svc, {"source": {"upload_id": slot["upload_id"]},
+                                 "language": "en", "priority": 3, "word_timestamps": False})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "queued"
+    assert job["filename"] == "meeting.wav"
+    assert job["duration"] == pytest.approx(4.0, abs=0.01)
+    assert job["options"] == {"language": "en", "priority": 3, "word_timestamps": False}
+    done = svc.wait(job["id"])
+    assert done["status"] == "completed", done
+    transcript = svc.client.get(f"{JOBS}/{job['id']}/result").json()
+    assert transcript["text"].strip() and transcript["language"] == "en"
+
+    # A slot is used once: neither a second job nor a second PUT may take it.
+    again = submit_json(svc, {"source": {"upload_id": slot["upload_id"]}})
+    assert_error(again, 409, "UPLOAD_NOT_READY", "source.upload_id")
+    assert_error(put(svc, slot, SPEECH), 409, "UPLOAD_NOT_READY")
+
+
+def test_wrong_or_missing_token(svc: Service) -> None:
+    slot = reserve(svc, "a.wav", len(SPEECH))
+    path = urlsplit(slot["url"]).path
+    unchanged = Unchanged(svc)
+    assert_error(svc.client.put(f"{path}?token=wrong", content=SPEECH), 404,
+                 "UPLOAD_NOT_FOUND")
+    assert_error(svc.client.put(path, content=SPEECH), 422, "INVALID_REQUEST", "token")
+    token = parse_qs(urlsplit(slot["url"]).query)["token"][0]
+    assert_error(svc.client.put(f"{UPLOADS}/{uuid.uuid4()}?token={token}", content=SPEECH),
+                 404, "UPLOAD_NOT_FOUND")
+    unchanged.check()
+    # The slot is untouched by those attempts.
+    assert put(svc, slot, SPEECH).status_code == 200
+
+
+def test_put_with_more_bytes_than_declared(svc: Service) -> None:
+    slot = reserve(svc, "a.wav", len(SPEECH))
+    unchanged = Unchanged(svc)
+    body = assert_error(put(svc, slot, SPEECH + b"\0" * 5000), 413, "PAYLOAD_TOO_LARGE")
+    assert body["details"]["limit"] == len(SPEECH)
+    unchanged.check()
+    # Nothing was taken: the slot can still receive the right bytes.
+    assert put(svc, slot, SPEECH).status_code == 200
+
+
+def test_put_with_fewer_bytes_than_declared(svc: Service) -> None:
+    slot = reserve(svc, "a.wav", len(SPEECH))
+    unchanged = Unchanged(svc)
+    assert_error(put(svc, slot, SPEECH[:-10]), 422, "INVALID_REQUEST", "body")
+    assert_error(put(svc, slot, b""), 422, "INVALID_REQUEST", "body")
+    unchanged.check()
+    response = submit_json(svc, {"source": {"upload_id": slot["upload_id"]}})
+    assert_error(response, 409, "UPLOAD_NOT_READY", "source.upload_id")
+    unchanged.check()
+
+
+def test_job_from_an_unknown_or_foreign_upload(svc: Service) -> None:
+    slot = reserve(svc, "a.wav", len(SPEECH))
+    assert put(svc, slot, SPEECH).status_code == 200
+    unchanged = Unchanged(svc)
+    response = submit_json(svc, {"source": {"upload_id": str(uuid.uuid4())}})
+    assert_error(response, 404, "UPLOAD_NOT_FOUND", "source.upload_id")
+    other = bearer(svc.create_key("someone-else"))
+    response = submit_json(svc, {"source": {"upload_id": slot["upload_id"]}}, other)
+    assert_error(response, 404, "UPLOAD_NOT_FOUND", "source.upload_id")
+    assert svc.job_ids(other) == []
+    unchanged.check()
+
+
+def test_non_media_upload_is_refused_when_the_job_is_created(svc: Service) -> None:
+    unchanged = Unchanged(svc)
+    text = b"These are the minutes, not the recording.\n" * 30
+    slot = reserve(svc, "minutes.txt", len(text))
+    assert put(svc, slot, text).status_code == 200
+    assert any(slot["upload_id"] in path for path in svc.storage_snapshot())
+    response = submit_json(svc, {"source": {"upload_id": slot["upload_id"]}})
+    body = assert_error(response, 415, "UNSUPPORTED_MEDIA", "source.upload_id")
+    assert "minutes.txt" in body["error"]
+    unchanged.check()  # the uploaded bytes are gone too
+
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), [
+    ({"filename": "big.wav", "size": UPLOAD_LIMIT + 1}, 413, "PAYLOAD_TOO_LARGE", "size"),
+    ({"filename": "a.wav", "size": 0}, 422, "INVALID_REQUEST", "size"),
+    ({"filename": "a.wav", "size": "lots"}, 422, "INVALID_REQUEST", "size"),
+    ({"filename": "a.wav"}, 422, "INVALID_REQUEST", "size"),
+    ({"size": 100}, 422, "INVALID_REQUEST", "filename"),
+    ({"filename": "", "size": 100}, 422, "INVALID_REQUEST", "filename"),
+    ({"filename": "a.wav", "size": 100, "public": True}, 422, "INVALID_REQUEST", "public"),
+])
+def test_bad_upload_slot_requests(svc: Service, body: dict[str, Any], status: int, code: str,
+                                  field: str) -> None:
+    unchanged = Unchanged(svc)
+    assert_error(svc.client.post(UPLOADS, json=body), status, code, field)
+    unchanged.check()
+
+
+# --- JSON job requests -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "status", "code", "field"), [
+    ({}, 422, "INVALID_REQUEST", "source"),
+    ({"source": {}}, 422, "INVALID_REQUEST", None),
+    ({"source": "http://127.0.0.2/two.wav"}, 422, "INVALID_REQUEST", None),
+    ({"source": {"url": "{source}/two.wav", "upload_id": "x"}}, 422, "INVALID_REQUEST", None),
+    ({"source": {"url": "{source}/two.wav"}, "beam_size": "abc"}, 422, "INVALID_REQUEST",
+     "beam_size"),
+    ({"source": {"url": "{source}/two.wav"}, "diarize": "perhaps"}, 422, "INVALID_REQUEST",
+     "diarize"),
+    ({"source": {"url": "{source}/two.wav"}, "speakers": 2}, 422, "INVALID_REQUEST",
+     "speakers"),
+    ({"source": {"url": "{source}/two.wav"}, "model": "giant"}, 422, "UNKNOWN_MODEL", "model"),
+    ({"source": {"url": "{source}/two.wav"}, "language": "klingon"}, 422,
+     "UNSUPPORTED_LANGUAGE", "language"),
+    ({"source": {"url": "{source}/two.wav"}, "min_speakers": 4, "max_speakers": 2}, 422,
+     "INVALID_OPTION", "min_speakers"),
+    ({"source": {"url": "{source}/two.wav"}, "webhook_url": "http://127.0.0.1/hook"}, 422,
+     "URL_NOT_ALLOWED", "webhook_url"),
+    ({"source": {"url": "{source}/two.wav"}, "webhook_url": "http://10.0.0.1/hook"}, 422,
+     "URL_NOT_ALLOWED", "webhook_url"),
+    ({"source": {"url": "{source}/two.wav"},
+      "webhook_url": "http://169.254.169.254/latest/meta-data"}, 422, "URL_NOT_ALLOWED",
+     "webhook_url"),
+    ({"source": {"url": "{source}/two.wav"}, "webhook_url": "file:///etc/passwd"}, 422,
+     "URL_NOT_ALLOWED", "webhook_url"),
+])
+def test_bad_json_job_requests_fetch_nothing(
+    svc: Service, source: ScriptedServer, body: dict[str, Any], status: int, code: str,
+    field: str | None,
+) -> None:
+    origin = source.url("").rstrip("/")
+    if isinstance(body.get("source"), dict) and "url" in body["source"]:
+        body = {**body, "source": {**body["source"],
+                                   "url": body["source"]["url"].replace("{source}", origin)}}
+    unchanged = Unchanged(svc)
+    requests_before = len(source.requests)
+    assert_error(submit_json(svc, body), status, code, field)
+    assert len(source.requests) == requests_before  # options are checked before fetching
+    unchanged.check()
+
+
+# --- source URLs --------------------------------------------------------------------------------
+
+def test_url_source_job_completes(svc: Service, source: ScriptedServer) -> None:
+    before = len(source.requests)
+    response = submit_json(svc, {"source": {"url": source.url("/two.wav?from=archive")},
+                                 "diarize": True})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["filename"] == "two.wav"
+    assert job["duration"] == pytest.approx(4.0, abs=0.01)
+    assert job["options"] == {"diarize": True}
+    assert [r.path for r in source.requests[before:]] == ["/two.wav?from=archive"]
+    assert source.requests[-1].method == "GET"
+    stored = svc.storage_root / "media" / job["id"] / "source"
+    assert stored.read_bytes() == SPEECH
+    done = svc.wait(job["id"])
+    assert done["status"] == "completed", done
+    assert "diarize" in done["timings"]
+
+
+SSRF_TARGETS = {
+    "loopback": "http://127.0.0.1:{port}/x",
+    "loopback-by-name": "http://localhost:{port}/",
+    "loopback-decimal": "http://2130706433:{port}/x",
+    "loopback-v4-mapped": "http://[::ffff:127.0.0.1]:{port}/x",
+    "loopback-v6": "http://[::1]:{port6}/",
+    "metadata": "http://169.254.169.254/latest/meta-data",
+    "private": "http://10.0.0.1/",
+    "unspecified": "http://0.0.0.0:{port}/x",
+    "ftp": "ftp://127.0.0.2/two.wav",
+    "file": "file:///etc/passwd",
+    "credentials": "http://user:secret@127.0.0.2:{source_port}/two.wav",
+    "redirect-to-loopback": "{source}/to-loopback",
+    "redirect-to-localhost": "{source}/to-localhost",
+    "redirect-to-metadata": "{source}/to-metadata",
+}
+
+
+@pytest.mark.parametrize("target", list(SSRF_TARGETS))
+def test_refused_source_urls(svc: Service, source: ScriptedServer, forbidden: ScriptedServer,
+                             forbidden6: ScriptedServer, target: str) -> None:
+    source.route("/to-loopback", redirect(forbidden.url("/x")))
+    source.route("/to-localhost", redirect(f"http://localhost:{forbidden.port}/x", 307))
+    source.route("/to-metadata", redirect("http://169.254.169.254/latest/meta-data", 301))
+    url = SSRF_TARGETS[target].format(
+        port=forbidden.port, port6=forbidden6.port, source_port=source.port,
+        source=source.url("").rstrip("/"))
+    unchanged = Unchanged(svc)
+    before = len(source.requests)
+    assert_error(submit_json(svc, {"source": {"url": url}}), 422, "URL_NOT_ALLOWED",
+                 "source.url")
+    assert forbidden.requests == [] and forbidden6.requests == []
+    if target.startswith("redirect"):
+        assert [r.path for r in source.requests[before:]] == [urlsplit(url).path]
+    unchanged.check()
+
+
+@pytest.mark.parametrize(("path", "status", "code"), [
+    ("/missing.wav", 422, "FETCH_FAILED"),
+    ("/big-declared", 413, "PAYLOAD_TOO_LARGE"),
+    ("/big-streamed", 413, "PAYLOAD_TOO_LARGE"),
+    ("/notes.txt", 415, "UNSUPPORTED_MEDIA"),
+])
+def test_failed_fetches_leave_nothing(svc: Service, source: ScriptedServer, path: str,
+                                      status: int, code: str) -> None:
+    unchanged = Unchanged(svc)
+    body = assert_error(submit_json(svc, {"source": {"url": source.url(path)}}), status, code,
+                        "source.url")
+    if path == "/missing.wav":
+        assert body["details"]["status"] == 404
+    unchanged.check()
+
+
+def test_unreachable_source_is_fetch_failed(svc: Service) -> None:
+    with ScriptedServer("127.0.0.2") as gone:
+        url = gone.url("/two.wav")
+    unchanged = Unchanged(svc)
+    assert_error(submit_json(svc, {"source": {"url": url}}), 422, "FETCH_FAILED", "source.url")
+    unchanged.check()
