@@ -231,6 +231,7 @@ def test_completed_job_has_its_record_filled(diarized: dict[str, Any]) -> None:
     assert job["stage"] == "done"
     assert job["error"] is None
     assert job["model"] == "pocketsphinx/en-us"  # the model that made the transcript
+    assert job["language"] == "en"
     assert job["duration"] == pytest.approx(10.0, abs=0.05)
     created, started, finished = (parse_time(job[k]) for k in
                                   ("created_at", "started_at", "finished_at"))
@@ -239,6 +240,17 @@ def test_completed_job_has_its_record_filled(diarized: dict[str, Any]) -> None:
     assert all(value >= 0 for value in job["timings"].values())
     assert job["timings"]["transcribe"] > 0
     assert job["attempts"] == 1
+
+
+def test_a_late_subscriber_hears_the_whole_outcome(svc: Service,
+                                                   diarized: dict[str, Any]) -> None:
+    with svc.client.stream("GET", f"{JOBS}/{diarized['id']}/events") as events:
+        received = [json.loads(line[5:]) for line in events.iter_lines()
+                    if line.startswith("data:")]
+    assert [event["type"] for event in received] == ["status", "completed"]
+    done = received[1]
+    assert (done["language"], done["model"]) == ("en", diarized["model"])
+    assert done["duration"] == diarized["duration"] and done["timings"] == diarized["timings"]
 
 
 def test_json_result_is_the_transcript(svc: Service, diarized: dict[str, Any]) -> None:

@@ -125,3 +125,20 @@ def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir
     assert result.returncode == 0, result.stderr
     assert "Model: tiny (best installed Whisper model)" in result.stderr
     assert json.loads(result.stdout)["model"] == "faster-whisper/tiny"
+
+
+def test_worker_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hark("worker", "--metrics-port", str(port), env={
+            "HARK_BROKER_URL": "redis://127.0.0.1:1/0", "HARK_DATA_DIR": str(tmp_path / "data"),
+            "TMPDIR": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert f"cannot serve worker metrics on port {port}" in result.stderr
+    assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
+    # The metrics folder made for the pool processes went with the worker.
+    assert [p.name for p in tmp_path.iterdir()] == []

@@ -87,15 +87,16 @@ def test_fenced_updates_ignore_a_stale_attempt(db: Database) -> None:
         # The first attempt comes back from the dead: nothing it says counts any more.
         assert not service.record_progress(session, stale, "transcribing", 0.9)
         assert not service.complete(session, stale, result_key="r", duration=1.0,
-                                    model="m", timings={}, has_webhook=False)
+                                    model="m", language="de", timings={}, has_webhook=False)
         current = Claim(job_id, "h/2/0", 2)
         assert service.complete(session, current, result_key="results/x", duration=1.0,
-                                model="pocketsphinx", timings={"decode": 0.1},
+                                model="pocketsphinx", language="en", timings={"decode": 0.1},
                                 has_webhook=True)
     with db.session() as session:
         done = session.get(Job, job_id)
         assert done is not None
         assert (done.status, done.progress, done.result_key) == ("completed", 1.0, "results/x")
+        assert done.language == "en"  # the winner's, not the stale attempt's
         assert done.webhook_status == "pending" and done.finished_at is not None
 
 

@@ -284,6 +284,11 @@ def test_killed_server_resumes_interrupted_and_queued_jobs_exactly_once(
         assert wait_gone(tree, 15) == [], "processes outlived the killed server"
         assert server.survivors() == []
         wait_reaped(workers)
+        # As if the first attempt had stored its result and died before recording it:
+        # the attempt that completes the job removes that orphan.
+        orphan = data / "storage" / "results" / interrupted / "transcript-1.json"
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_text('{"segments": []}')
 
         server.start()
         assert "recovered 1 interrupted jobs" in server.log_text()

@@ -11,6 +11,7 @@ import pytest
 from hark.config import Settings
 from hark.errors import NotFoundError, OptionError, StorageError
 from hark.storage import LocalStorage, StorageObjectMissing, open_storage, validate_key
+from hark.storage.base import READ_CHUNK_BYTES
 
 
 def all_files(root: Path) -> list[str]:
@@ -134,6 +135,18 @@ def test_local_path_is_the_stored_file(storage: LocalStorage) -> None:
         assert path.read_bytes() == b"audio bytes"
         assert path == storage.root / "media" / "p" / "source"
     assert storage.exists("media/p/source")  # local storage keeps the file
+
+
+def test_read_range_reads_only_the_asked_bytes(storage: LocalStorage) -> None:
+    data = os.urandom(READ_CHUNK_BYTES * 2 + 17)
+    storage.put_bytes("media/r/source", data)
+    chunks = list(storage.read_range("media/r/source", 5, len(data) - 1))
+    assert b"".join(chunks) == data[5:]
+    assert len(chunks) == 3 and max(map(len, chunks)) == READ_CHUNK_BYTES
+    assert b"".join(storage.read_range("media/r/source", 100, 199)) == data[100:200]
+    assert list(storage.read_range("media/r/source", 10, 9)) == []
+    with pytest.raises(StorageObjectMissing):
+        list(storage.read_range("media/none/source", 0, 9))
 
 
 def test_delete_prefix_removes_the_subtree_and_empty_parents(storage: LocalStorage) -> None:

@@ -26,6 +26,7 @@ from tests.support.s3 import MotoS3Server, s3_server_fixture
 
 pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hark[s3]')")
 
+from hark.storage.base import READ_CHUNK_BYTES
 from hark.storage.s3 import PART_SIZE, S3Storage, parse_s3_url
 
 BUCKET = "hark-storage-tests"
@@ -193,6 +194,30 @@ def test_local_path_is_a_temporary_download(storage: S3Storage) -> None:
         assert path.suffix == ""
         raise RuntimeError("decoder crashed")
     assert not path.exists()
+
+
+def test_read_range_is_a_ranged_get(storage: S3Storage) -> None:
+    data = os.urandom(READ_CHUNK_BYTES * 2 + 17)
+    storage.put_bytes("media/r/source", data)
+    ranges: list[str] = []
+
+    def note_range(request: Any, **_: Any) -> None:
+        ranges.append(request.headers["Range"].decode())
+
+    events = storage.client.meta.events
+    events.register("before-send.s3.GetObject", note_range)
+    try:
+        chunks = list(storage.read_range("media/r/source", 5, len(data) - 1))
+        middle = b"".join(storage.read_range("media/r/source", 100, 199))
+        assert list(storage.read_range("media/r/source", 10, 9)) == []
+        with pytest.raises(StorageObjectMissing):
+            list(storage.read_range("media/none/source", 0, 9))
+    finally:
+        events.unregister("before-send.s3.GetObject", note_range)
+    assert b"".join(chunks) == data[5:] and len(chunks) == 3
+    assert middle == data[100:200]
+    # Only the asked bytes travel: the whole object is never fetched.
+    assert ranges == [f"bytes=5-{len(data) - 1}", "bytes=100-199", "bytes=0-9"]
 
 
 def test_local_path_of_a_missing_object_leaves_no_temp_file(storage: S3Storage) -> None:

@@ -145,6 +145,8 @@ def job(web: Web) -> dict[str, Any]:
     page.fill("#api-key", web.key)
     page.click("#key-form button[type=submit]")
     page.wait_for_selector("#key-state:text('saved')")
+    # The (empty) list was read: what the page requests from here on is the upload's.
+    page.wait_for_selector("#jobs-empty:not([hidden])")
     recording = _corpus_recording()
     page.set_input_files("#files", str(recording))
     page.check("#opt-diarize")
@@ -183,6 +185,8 @@ def test_an_upload_is_watched_live_to_completion(web: Web, job: dict[str, Any]) 
     assert polls == [], polls
     item = web.page.locator(f"#jobs li.job[data-id='{job['id']}']")
     assert item.locator(".badge").inner_text() == "completed"
+    # The live `completed` event filled in the model and the language.
+    assert f"{job['job']['model']} · en ·" in item.locator(".job-meta").first.inner_text()
     assert not web.errors, web.errors
 
 
@@ -408,3 +412,29 @@ def test_the_page_loads_nothing_from_elsewhere(web: Web, job: dict[str, Any]) ->
     assert foreign == []
     response = httpx.get(base + "/", trust_env=False)
     assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_a_job_submitted_elsewhere_joins_the_list_live(web: Web, job: dict[str, Any]) -> None:
+    page = web.page
+    assert page.input_value("#job-status") == "" and page.input_value("#job-filter") == ""
+    frames, requests = len(web.frames), len(web.requests)
+    api = web.api()
+    created = api.post("/api/v1/jobs/upload", data={"language": "en"},
+                       files={"file": ("elsewhere.ogg", FALLBACK.read_bytes())}).json()
+    # No Refresh: the tenant's feed brings it, newest first, and its own socket follows it.
+    item = page.locator(f"#jobs li.job[data-id='{created['id']}']")
+    item.wait_for()
+    assert page.locator("#jobs li.job").first.get_attribute("data-id") == created["id"]
+    assert item.locator(".job-name").inner_text() == "elsewhere.ogg"
+    page.wait_for_selector(f"#jobs li.job[data-id='{created['id']}'][data-status='completed']",
+                           timeout=120_000)
+    web.shot("10-job-from-elsewhere")
+    heard = [f for f in web.frames[frames:] if f.get("job_id") == created["id"]]
+    assert heard[0] == {"type": "created", "job_id": created["id"], "job": created}
+    assert heard[-1]["type"] == "completed"
+    reads = [r for r in web.requests[requests:] if re.search(r"GET .*/api/v1/jobs(\?|/[^/]+$)", r)]
+    assert reads == [], reads
+    # Deleted elsewhere: it leaves the list as live.
+    assert api.delete(f"/api/v1/jobs/{created['id']}", params={"purge": "true"}).is_success
+    item.wait_for(state="detached")
+    assert not web.errors, web.errors

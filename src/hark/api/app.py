@@ -78,6 +78,7 @@ def create_app(
     from hark.health.endpoints import router as health_router
     from hark.jobs.endpoints import router as jobs_router
     from hark.jobs.events_endpoints import router as events_router
+    from hark.jobs.feed_endpoints import router as feed_router
     from hark.jobs.retry import router as retry_router
     from hark.openai_api.endpoints import router as openai_router
     from hark.speakers.endpoints import router as speakers_router
@@ -85,7 +86,7 @@ def create_app(
     from hark.web import install as install_web
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
-                   retry_router, transcripts_router):
+                   retry_router, transcripts_router, feed_router):
         app.include_router(router)
     app.include_router(metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/

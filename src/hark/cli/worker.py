@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from typing import Annotated
 
@@ -20,6 +22,11 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", "-c", min=1,
         help="Jobs run at once, one process each (default: HARK_WORKERS, else CPU cores).")
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535,
+        help="Port of this worker's Prometheus /metrics; 0 turns it off "
+             "(default: HARK_WORKER_METRICS_PORT).")
     ] = None,
 ) -> None:
     """Run jobs from the broker's queues until stopped (SIGTERM: finish the running jobs)."""
@@ -45,8 +52,9 @@ def worker(
         get_settings.cache_clear()
         settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    if settings.worker_metrics_port:
-        _serve_metrics(settings.worker_metrics_port)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    if port:
+        _serve_metrics(port)
     try:
         open_database(settings.database).dispose()  # migrations, before any fork
     except HarkError as exc:
@@ -110,10 +118,18 @@ def _serve_metrics(port: int) -> None:
     the directory is set here, before anything loads the metrics module.
     """
     directory = tempfile.mkdtemp(prefix="hark-worker-metrics-")
+    # The pool processes' sample files are of no use once the worker is gone.
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-    start_http_server(port, registry=registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        err.print(f"error: cannot serve worker metrics on port {port}: {exc.strerror}; "
+                  "give each worker on this host its own port (--metrics-port or "
+                  "HARK_WORKER_METRICS_PORT), or 0 to turn them off", markup=False)
+        raise typer.Exit(2) from exc

@@ -1,11 +1,13 @@
 """The event bus interface.
 
 An event is a JSON-ready dict: `{"type": ..., "job_id": ..., ...}` with type one of
-`status`, `progress`, `segment`, `completed`, `failed`, `canceled`. Publishers (job
-workers, the cancel endpoint) call `publish` from any thread; subscribers (SSE and
-WebSocket handlers) iterate a `Subscription` on the event loop. A bus does not keep
-history: a subscriber gets what is published after it subscribed, so the handlers
-send the job's current state first, read after subscribing.
+`status`, `progress`, `segment`, `completed`, `failed`, `canceled`, on the job's id as
+channel; a tenant's job feed uses channel `tenant/<tenant_id>` (`hark.jobs.feed`), with
+`created` and `purged`. Publishers (job workers, the cancel endpoint) call `publish`
+from any thread; subscribers (SSE and WebSocket handlers) iterate a `Subscription` on
+the event loop. A bus does not keep history: a subscriber gets what is published after
+it subscribed, so the handlers send the job's current state first, read after
+subscribing.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from hark.api.auth import CurrentPrincipal
 from hark.api.state import ServiceState, get_state
 from hark.db.base import new_id
 from hark.errors import JobStateError, OptionError
-from hark.jobs import intake, service
+from hark.jobs import feed, intake, service
 from hark.jobs.models import COMPLETED, STATUSES
 from hark.jobs.runner import results_prefix
 from hark.jobs.schemas import CreateJob, CreateUpload, JobOut, JobPage, UploadSlot, UrlSource
@@ -143,6 +143,8 @@ def delete_job(job_id: str, principal: CurrentPrincipal, state: State,
         body = job_dict(job)
     if changed:
         state.bus.publish(job_id, {"type": "canceled", "job_id": job_id, "status": "canceled"})
+    if purge:
+        feed.publish(state.bus, principal.tenant_id, feed.PURGED, body)
     for key in keys:
         state.storage.delete_prefix(key)
     return JSONResponse(body)

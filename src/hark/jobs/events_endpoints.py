@@ -74,9 +74,9 @@ async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> 
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            yield _sse(first)
+            yield sse_frame(first)
             async for event in events:
-                yield _sse(event) if event is not None else b": keep-alive\n\n"
+                yield sse_frame(event) if event is not None else b": keep-alive\n\n"
         except StopAsyncIteration:
             return
         finally:
@@ -118,5 +118,6 @@ async def websocket_events(websocket: WebSocket, job_id: str) -> None:
         subscription.close()
 
 
-def _sse(event: Event) -> bytes:
+def sse_frame(event: Event) -> bytes:
+    """One Server-Sent Event, named by the event's type."""
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

@@ -27,11 +27,12 @@ from hark.errors import (
     UploadStateError,
     UploadTooLargeError,
 )
-from hark.jobs import service
+from hark.jobs import feed, service
 from hark.jobs.models import Job, Upload
 from hark.jobs.repository import UploadRepository
 from hark.jobs.schemas import CreateUpload, JobOptions
 from hark.jobs.service import NewMedia
+from hark.jobs.views import job_dict
 from hark.net.fetch import fetch
 from hark.pipeline.media import MediaInfo, probe
 from hark.webhooks.dispatch import check_webhook_url
@@ -100,6 +101,8 @@ def finish_submission(
     except BaseException:
         (cleanup or (lambda: state.storage.delete_prefix(key)))()
         raise
+    # Committed: every submission route passes here, so the tenant's feed hears of all.
+    feed.publish(state.bus, principal.tenant_id, feed.CREATED, job_dict(job))
     state.queue.enqueue(job.id, job.queue, job.priority, job.duration)
     return job
 

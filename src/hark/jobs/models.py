@@ -44,6 +44,8 @@ class Job(IdMixin, TenantMixin, TimestampMixin, Base):
     media_bytes: Mapped[int | None] = mapped_column(BigInteger)
     duration: Mapped[float | None] = mapped_column(Float)
     model: Mapped[str] = mapped_column(String(255))
+    # The transcript's language once the job completed: the one asked for, or detected.
+    language: Mapped[str | None] = mapped_column(String(16))
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)

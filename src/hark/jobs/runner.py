@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from hark.config import Settings
 from hark.db import Database
-from hark.errors import CanceledError, HarkError, JobTimeoutError, OptionError
+from hark.errors import CanceledError, DatabaseError, HarkError, JobTimeoutError, OptionError
 from hark.events.base import Event
 from hark.jobs import service
 from hark.jobs.models import Job
@@ -39,6 +40,8 @@ RESULT_PREFIX = "results"
 # How often a running job writes its progress to the database, and checks for cancel.
 PROGRESS_WRITE_SECONDS = 0.5
 CANCEL_CHECK_SECONDS = 0.5
+# Waits between tries of a job's final write while the database is away.
+FINAL_WRITE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 class WorkerChannel(Protocol):
@@ -211,14 +214,17 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
     key = result_key(claim.job_id, claim.attempt)
     # Written before the fenced commit, so a committed job always has its result.
     ctx.storage.put_bytes(key, json.dumps(transcript.to_dict(), ensure_ascii=False).encode())
-    with ctx.db.session(write=True) as session:
-        won = service.complete(session, claim, result_key=key, duration=transcript.duration,
-                               model=transcript.model, timings=transcript.timings,
-                               has_webhook=job.has_webhook)
+    won = _final_write(ctx, lambda session: service.complete(
+        session, claim, result_key=key, duration=transcript.duration, model=transcript.model,
+        language=transcript.language, timings=transcript.timings,
+        has_webhook=job.has_webhook))
     if not won:
         ctx.storage.delete_prefix(key)
         log.info("job %s: result discarded, the job was canceled or reassigned", claim.job_id)
         return
+    # An earlier attempt may have stored its result and then lost its completion write.
+    for attempt in range(1, claim.attempt):
+        ctx.storage.delete_prefix(result_key(claim.job_id, attempt))
     ctx.channel.publish(claim.job_id, {
         "type": "completed", "job_id": claim.job_id, "status": "completed", "progress": 1.0,
         "duration": transcript.duration, "language": transcript.language,
@@ -229,13 +235,35 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
 
 
 def _finish_failed(ctx: WorkerContext, claim: Claim, job: _Snapshot, error: HarkError) -> None:
-    with ctx.db.session(write=True) as session:
-        won = service.fail(session, claim, error, has_webhook=job.has_webhook)
+    won = _final_write(ctx, lambda session: service.fail(session, claim, error,
+                                                         has_webhook=job.has_webhook))
     if won:
         ctx.channel.publish(claim.job_id, {"type": "failed", "job_id": claim.job_id,
                                            "status": "failed",
                                            "error": service.error_body(error)})
         ctx.channel.job_finished(job.model, "failed", 0.0, {})
+
+
+def _final_write(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
+    """Record a job's outcome, trying again while the database is away.
+
+    An hour of transcription should not be lost to a database restart: the write is
+    retried for as long as the job's lease would have lasted. It is fenced, so a try
+    that comes after another attempt took the job over is refused (False), not applied.
+    """
+    deadline = time.monotonic() + ctx.settings.job_lease_seconds
+    delays = iter(FINAL_WRITE_BACKOFF)
+    while True:
+        try:
+            with ctx.db.session(write=True) as session:
+                return write(session)
+        except DatabaseError as exc:
+            delay = next(delays, FINAL_WRITE_BACKOFF[-1])
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("could not record the outcome (%s); trying again in %.1f s",
+                        exc, delay)
+            time.sleep(delay)
 
 
 class _Watch:
@@ -280,10 +308,15 @@ class _Watch:
         now = time.monotonic()
         if now - self._last_check >= CANCEL_CHECK_SECONDS:
             self._last_check = now
-            with self.ctx.db.session() as session:
-                job = session.get(Job, self.claim.job_id)
-                if job is None or job.status != "running" or job.attempts != self.claim.attempt:
-                    self.lost.set()
+            try:
+                with self.ctx.db.session() as session:
+                    job = session.get(Job, self.claim.job_id)
+                    if job is None or job.status != "running" or \
+                            job.attempts != self.claim.attempt:
+                        self.lost.set()
+            except DatabaseError as exc:
+                # The database is away: keep transcribing, and look again next time.
+                log.warning("job %s: cannot check for a cancel: %s", self.claim.job_id, exc)
         return self.lost.is_set()
 
     def on_progress(self, stage: str, progress: float) -> None:
@@ -291,8 +324,13 @@ class _Watch:
         if stage == self._last_stage and now - self._last_write < PROGRESS_WRITE_SECONDS:
             return
         self._last_stage, self._last_write = stage, now
-        with self.ctx.db.session(write=True) as session:
-            held = service.record_progress(session, self.claim, stage, progress)
+        try:
+            with self.ctx.db.session(write=True) as session:
+                held = service.record_progress(session, self.claim, stage, progress)
+        except DatabaseError as exc:
+            # Progress is advisory; the outcome is what must be recorded (see _final_write).
+            log.warning("job %s: cannot record progress: %s", self.claim.job_id, exc)
+            held = True
         if not held:
             self.lost.set()
             return

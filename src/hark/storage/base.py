@@ -12,6 +12,7 @@ client verbatim, so a bad key is a programming error (ValueError); I/O failures 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,8 @@ from hark.errors import NotFoundError
 # Marks an object still being written. A key may not contain it, so a half-written
 # file can never be mistaken for an object (and `sweep_partials` never removes one).
 PARTIAL_MARKER = ".part-"
+# The unit in which `read_range` hands out bytes.
+READ_CHUNK_BYTES = 256 * 1024
 
 
 class StorageObjectMissing(NotFoundError):
@@ -77,6 +80,14 @@ class Storage(Protocol):
 
         Local storage yields the stored file itself (do not modify or delete it); S3
         yields a temporary download removed on exit. `StorageObjectMissing` if absent.
+        """
+        ...
+
+    def read_range(self, key: str, first: int, last: int) -> Iterator[bytes]:
+        """Bytes `first`..`last` (inclusive) of the object, in chunks, read as iterated.
+
+        Serves seeking media players without fetching the whole object first.
+        `StorageObjectMissing` (from the first iteration) if there is no object.
         """
         ...
 

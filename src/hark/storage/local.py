@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from hark.errors import StorageError
-from hark.storage.base import PARTIAL_MARKER, StorageObjectMissing, validate_key
+from hark.storage.base import (
+    PARTIAL_MARKER,
+    READ_CHUNK_BYTES,
+    StorageObjectMissing,
+    validate_key,
+)
 
 # Small writes (network chunks are often a few KiB) are gathered into fewer syscalls.
 _WRITE_BUFFER_BYTES = 256 * 1024
@@ -200,6 +205,22 @@ class LocalStorage:
         if not path.is_file():
             raise StorageObjectMissing(f"No stored object {key!r}", key=key)
         yield path
+
+    def read_range(self, key: str, first: int, last: int) -> Iterator[bytes]:
+        path = self.path_for(key)
+        try:
+            handle = path.open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise StorageObjectMissing(f"No stored object {key!r}", key=key) from None
+        with handle:
+            handle.seek(first)
+            remaining = last - first + 1
+            while remaining > 0:
+                chunk = handle.read(min(READ_CHUNK_BYTES, remaining))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+                yield chunk
 
     def delete_prefix(self, prefix: str) -> int:
         path = self.path_for(prefix.rstrip("/"))

@@ -16,7 +16,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -27,7 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from hark.errors import OptionError, StorageError
-from hark.storage.base import StorageObjectMissing, validate_key
+from hark.storage.base import READ_CHUNK_BYTES, StorageObjectMissing, validate_key
 
 if TYPE_CHECKING:
     from hark.config import Settings
@@ -310,6 +310,22 @@ class S3Storage:
         finally:
             with suppress(OSError):
                 path.unlink(missing_ok=True)
+
+    def read_range(self, key: str, first: int, last: int) -> Iterator[bytes]:
+        if last < first:  # an empty range has no HTTP spelling
+            return
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.object_key(key),
+                                             Range=f"bytes={first}-{last}")
+            body = answer["Body"]
+            with closing(body):
+                yield from body.iter_chunks(READ_CHUNK_BYTES)
+        except (ClientError, BotoCoreError) as exc:
+            if _is_missing(exc):
+                raise StorageObjectMissing(f"No stored object {key!r}", key=key) from None
+            raise StorageError(
+                f"Cannot read stored object {key!r}: {_describe(exc)}", key=key
+            ) from exc
 
     def _list(self, object_prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -3,16 +3,15 @@
 Browsers fetch `<audio>`/`<video>` sources with `Range: bytes=N-` requests and only
 allow seeking when the server answers them with 206 Partial Content. One range per
 request is served (what players send); a request for several gets the whole file
-(200), which HTTP allows. The body streams from `Storage.local_path`: the stored file
-itself in embedded mode; in scaled mode a temporary download of the object, made per
-request (correct, but a presigned GET would serve large files better).
+(200), which HTTP allows. The body streams from `Storage.read_range`: only the
+requested bytes are read, from the stored file or as a ranged GET of the S3 object, so
+seeking in a long recording costs what it plays.
 """
 
 from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Iterator
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
@@ -22,7 +21,6 @@ from fastapi.responses import StreamingResponse
 from hark.api.errors import envelope
 from hark.storage.base import Storage, StorageObjectMissing
 
-CHUNK_BYTES = 256 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # The usual recording formats, whatever the host's mime.types says.
 _TYPES = {
@@ -82,18 +80,6 @@ def media_response(request: Request, storage: Storage, key: str, filename: str) 
     if isinstance(wanted, tuple):
         status = 206
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return StreamingResponse(_read(storage, key, first, last), status_code=status,
+    return StreamingResponse(storage.read_range(key, first, last), status_code=status,
                              headers=headers, media_type=content_type(filename))
 
-
-def _read(storage: Storage, key: str, first: int, last: int) -> Iterator[bytes]:
-    """The bytes first..last; a plain generator, so Starlette runs it in a thread."""
-    remaining = last - first + 1
-    with storage.local_path(key) as path, open(path, "rb") as handle:
-        handle.seek(first)
-        while remaining > 0:
-            chunk = handle.read(min(CHUNK_BYTES, remaining))
-            if not chunk:
-                return
-            remaining -= len(chunk)
-            yield chunk

@@ -117,18 +117,26 @@ export function mediaUrl(id) {
   return url.toString();
 }
 
-// Live events of one job over its WebSocket (no polling). A late subscriber gets the
-// current state first; the server closes after the final event. Dropped connections
-// reconnect with backoff. Returns {close()}.
-export function watchJob(id, onEvent, onRefused) {
+// A WebSocket of the API that comes back after a drop: reconnects after growing,
+// jittered delays (1 s doubling to 30 s; jitter spreads the reconnects of many pages
+// after a server restart) until it is closed, refused (4400-4499) or finished. The
+// key rides in the URL: browsers cannot set headers on a WebSocket.
+function liveSocket(path, { onEvent, onRefused, onDown }) {
   let socket = null;
   let stopped = false;
-  let finished = false;
   let delay = 1000;
   let timer = null;
-
+  const control = {
+    healthy() { delay = 1000; },
+    finish() { stopped = true; },
+    close() {
+      stopped = true;
+      clearTimeout(timer);
+      if (socket) socket.close();
+    },
+  };
   const open = () => {
-    const url = new URL(jobPath(id, "/ws"), location.href);
+    const url = new URL(path, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     const key = getKey();
     if (key) url.searchParams.set("api_key", key);
@@ -140,28 +148,85 @@ export function watchJob(id, onEvent, onRefused) {
       } catch {
         return;
       }
-      delay = 1000;
-      if (TERMINAL.has(event.type)) finished = true;
-      onEvent(event);
+      onEvent(event, control);
     });
     socket.addEventListener("close", (closing) => {
-      if (stopped || finished) return;
+      if (stopped) return;
       if (closing.code >= 4400 && closing.code < 4500) {
+        stopped = true;
         if (onRefused) onRefused(closing.code, closing.reason);
         return;
       }
-      timer = setTimeout(open, delay);
+      if (onDown) onDown();
+      timer = setTimeout(open, delay * (0.5 + Math.random() / 2));
       delay = Math.min(delay * 2, 30000);
     });
   };
   open();
-  return {
-    close() {
-      stopped = true;
-      clearTimeout(timer);
-      if (socket) socket.close();
+  return control;
+}
+
+// Live events of one job over its WebSocket (no polling). A late subscriber gets the
+// current state first; the server closes after the final event. Returns {close()}.
+export function watchJob(id, onEvent, onRefused) {
+  return liveSocket(jobPath(id, "/ws"), {
+    onEvent: (event, socket) => {
+      socket.healthy();
+      if (TERMINAL.has(event.type)) socket.finish();
+      onEvent(event);
     },
-  };
+    onRefused,
+  });
+}
+
+// The tenant's job feed over one WebSocket: "created" and "purged" events of every job
+// of the key's tenant, wherever it was submitted. `listen()` opens it (again, when the
+// saved key changed) and resolves once it listens, is refused, drops, or after
+// `waitMs`. After a reconnect `onMissed()` is called: what happened while it was away
+// was not heard. `onStopped(reason)`: refused after it had been listening (a revoked key).
+export class TenantFeed {
+  constructor({ onEvent, onMissed, onStopped, waitMs = 3000 }) {
+    Object.assign(this, { onEvent, onMissed, onStopped, waitMs });
+    this.socket = null;
+    this.key = null;
+    this.ready = null;
+  }
+
+  listen() {
+    const key = getKey();
+    if (this.socket && this.key === key) return this.ready;
+    if (this.socket) this.socket.close();
+    let settle;
+    this.ready = new Promise((resolve) => { settle = resolve; });
+    const timer = setTimeout(settle, this.waitMs);
+    const settled = () => {
+      clearTimeout(timer);
+      settle();
+    };
+    let listened = false;
+    const socket = liveSocket("/api/v1/ws", {
+      onEvent: (event, control) => {
+        if (event.type !== "ready") {
+          this.onEvent(event);
+          return;
+        }
+        control.healthy();
+        settled();
+        if (listened) this.onMissed();
+        listened = true;
+      },
+      onDown: settled,
+      onRefused: (code, reason) => {
+        settled();
+        if (this.socket === socket) this.socket = null; // the next listen() tries again
+        // Refused before it ever listened: the caller's own requests report why.
+        if (listened) this.onStopped(reason || "an API key is needed");
+      },
+    });
+    this.socket = socket;
+    this.key = key;
+    return this.ready;
+  }
 }
 
 // Download a result file (the request needs the key, so a plain link would not do).

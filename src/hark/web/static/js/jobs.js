@@ -1,6 +1,8 @@
 // Uploading recordings and the live job list.
 
-import { ApiError, TERMINAL, getJson, jobPath, request, uploadFile, watchJob } from "./api.js";
+import {
+  ApiError, TERMINAL, TenantFeed, getJson, jobPath, request, uploadFile, watchJob,
+} from "./api.js";
 import { announce, armedButton, el, formatDuration, showError } from "./util.js";
 
 const PAGE = 100;
@@ -11,6 +13,14 @@ export class Jobs {
     this.jobs = new Map();       // id -> job, as last heard
     this.order = [];             // ids, newest first
     this.watchers = new Map();   // id -> {close()}
+    // Jobs created or purged anywhere (API, CLI, OpenAI endpoint, another tab).
+    this.feed = new TenantFeed({
+      onEvent: (event) => this.onFeedEvent(event),
+      onMissed: () => this.load().catch(showError),
+      onStopped: (reason) => showError(`Live updates stopped: ${reason}`),
+    });
+    this.reading = new Set();    // feed events heard while a list read is in flight
+    this.loads = 0;
     this.cursor = null;
     this.openId = null;
     this.list = document.getElementById("jobs");
@@ -28,15 +38,29 @@ export class Jobs {
   // --- the list -------------------------------------------------------------------------
 
   async load({ append = false } = {}) {
+    // Listening before reading: a job created meanwhile is in the page or is heard.
+    if (!append) await this.feed.listen();
+    const turn = ++this.loads;
     const params = new URLSearchParams({ limit: String(PAGE) });
     if (this.statusFilter.value) params.set("status", this.statusFilter.value);
     if (append && this.cursor) params.set("cursor", this.cursor);
-    const page = await getJson(`/api/v1/jobs?${params}`);
+    const heard = [];
+    this.reading.add(heard);
+    let page;
+    try {
+      page = await getJson(`/api/v1/jobs?${params}`);
+    } finally {
+      this.reading.delete(heard);
+    }
+    if (turn !== this.loads) return page; // a newer read (filter, refresh) took over
     if (!append) {
       this.order = [];
       this.jobs.clear();
     }
-    for (const job of page.items) this.remember(job, { append: true });
+    // Purged jobs stay in the API's list, but the page deleted them.
+    for (const job of page.items) if (!job.purged) this.remember(job, { append: true });
+    // The page may have been read before what was heard meanwhile happened.
+    for (const event of heard) this.applyFeedEvent(event);
     for (const id of [...this.watchers.keys()]) {
       if (!this.jobs.has(id)) this.unwatch(id);
     }
@@ -47,12 +71,41 @@ export class Jobs {
   }
 
   remember(job, { append = false } = {}) {
-    if (!this.jobs.has(job.id)) {
-      if (append) this.order.push(job.id);
-      else this.order.unshift(job.id);
-    }
-    this.jobs.set(job.id, { ...this.jobs.get(job.id), ...job });
+    // Already known: both the feed and the upload's answer bring a new job, and the
+    // later of them must not undo what the job's live events said since.
+    if (this.jobs.has(job.id)) return;
+    if (append) this.order.push(job.id);
+    else this.order.unshift(job.id);
+    this.jobs.set(job.id, job);
     if (!TERMINAL.has(job.status)) this.watch(job.id);
+  }
+
+  forget(id) {
+    if (!this.jobs.has(id)) return;
+    this.unwatch(id);
+    this.jobs.delete(id);
+    this.order = this.order.filter((known) => known !== id);
+    this.renderJob(id);
+    if (!this.list.children.length) this.render(); // for the empty list's note
+    if (this.openId === id) this.onOpen(null);
+  }
+
+  // --- the feed ---------------------------------------------------------------------------
+
+  onFeedEvent(event) {
+    for (const heard of this.reading) heard.push(event);
+    this.applyFeedEvent(event);
+  }
+
+  applyFeedEvent(event) {
+    if (event.type === "created" && event.job) {
+      if (this.jobs.has(event.job_id)) return;
+      // Kept even when the filters hide it now: it shows once it matches them.
+      this.remember(event.job);
+      this.renderJob(event.job_id);
+    } else if (event.type === "purged") {
+      this.forget(event.job_id);
+    }
   }
 
   watch(id) {
@@ -76,6 +129,7 @@ export class Jobs {
       Object.assign(job, { status: "completed", progress: 1, stage: "done" });
       if (event.duration !== undefined) job.duration = event.duration;
       if (event.model) job.model = event.model;
+      if (event.language) job.language = event.language;
       announce(`${job.filename}: transcript ready`);
     } else if (event.type === "failed") {
       Object.assign(job, { status: "failed", error: event.error });
@@ -123,7 +177,13 @@ export class Jobs {
       old.replaceWith(fresh);
       if (focused) fresh.querySelector(`[data-action="${focused}"]`)?.focus();
     } else {
-      this.render();
+      // Newly shown (created elsewhere, or now matching the filters): put in its place
+      // rather than redrawing the list, which would lose the keyboard focus.
+      const position = this.order.indexOf(id);
+      const next = [...this.list.children]
+        .find((item) => this.order.indexOf(item.dataset.id) > position);
+      this.list.insertBefore(fresh, next || null);
+      this.empty.hidden = true;
     }
   }
 
@@ -138,7 +198,8 @@ export class Jobs {
     const running = job.status === "running";
     const percent = Math.round((job.progress || 0) * 100);
     const stage = running ? `${job.stage || "starting"} · ${percent}%` : "";
-    const meta = [formatDuration(job.duration), job.model, new Date(job.created_at).toLocaleString()]
+    const meta = [formatDuration(job.duration), job.model, job.language,
+      new Date(job.created_at).toLocaleString()]
       .filter(Boolean).join(" · ");
     const actions = el("div", { class: "job-actions" });
     if (job.status === "completed" && !job.purged) {
@@ -191,12 +252,8 @@ export class Jobs {
   async purge(job) {
     try {
       await request(jobPath(job.id, "?purge=true"), { method: "DELETE" });
-      this.unwatch(job.id);
-      this.jobs.delete(job.id);
-      this.order = this.order.filter((id) => id !== job.id);
-      this.render();
+      this.forget(job.id);
       announce(`${job.filename}: deleted`);
-      if (this.openId === job.id) this.onOpen(null);
     } catch (error) {
       showError(error);
     }

@@ -1,0 +1,110 @@
+"""The tenant's job feed over Server-Sent Events (`GET /api/v1/events`) and WebSocket
+(`WS /api/v1/ws`): every `created` and `purged` event of the caller's tenant (see
+`hark.jobs.feed`), wherever the job was submitted.
+
+Each stream opens with `{"type": "ready"}`, sent once the subscription is in place: a
+client that reads the job list after it misses nothing created in between. Unlike a
+job's stream, the feed does not end by itself; a client that loses it should
+reconnect and, after the new `ready`, read the list again for what it missed (the bus
+keeps no history).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from starlette.websockets import WebSocketDisconnected
+
+from hark.api.auth import CurrentPrincipal, websocket_principal
+from hark.api.state import ServiceState, get_state
+from hark.errors import HarkError
+from hark.events.base import Event, Subscription
+from hark.jobs import feed
+from hark.jobs.events_endpoints import KEEPALIVE_SECONDS, sse_frame
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+State = Annotated[ServiceState, Depends(get_state)]
+
+READY: Event = {"type": "ready"}
+CLOSE_TRY_AGAIN = 1013
+
+
+@router.get("/events", summary="Live feed of the tenant's jobs (Server-Sent Events)",
+            response_class=StreamingResponse)
+async def sse_feed(principal: CurrentPrincipal, state: State) -> StreamingResponse:
+    channel = feed.channel(principal.tenant_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        # Subscribed here rather than in the handler: a response that never starts
+        # streaming then leaves no subscription behind.
+        subscription = state.bus.subscribe(channel)
+        try:
+            yield sse_frame(READY)
+            while True:
+                event = await subscription.get(KEEPALIVE_SECONDS)
+                yield sse_frame(event) if event is not None else b": keep-alive\n\n"
+        except StopAsyncIteration:
+            return
+        finally:
+            subscription.close()
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/ws")
+async def websocket_feed(websocket: WebSocket) -> None:
+    state: ServiceState = websocket.app.state.hark
+    # Accepted first so that a refusal reaches the client as close code 4401 and a
+    # reason, as on a job's WebSocket.
+    await websocket.accept()
+    try:
+        principal = await websocket_principal(websocket)
+    except HarkError as exc:
+        await websocket.close(code=4401, reason=exc.message[:120])
+        return
+    subscription = state.bus.subscribe(feed.channel(principal.tenant_id))
+    ended_by_bus = False
+    try:
+        # The feed can stay quiet for hours: a second task listens for the client's
+        # close, so that a gone client frees its subscription now, not at the next event.
+        async with anyio.create_task_group() as group:
+            async def send_feed() -> None:
+                nonlocal ended_by_bus
+                with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+                    await _forward(websocket, subscription)
+                    ended_by_bus = True
+                group.cancel_scope.cancel()
+
+            async def watch_close() -> None:
+                await _until_closed(websocket)
+                group.cancel_scope.cancel()
+
+            group.start_soon(send_feed)
+            group.start_soon(watch_close)
+    finally:
+        subscription.close()
+    if ended_by_bus:
+        # The server ended the feed (stopping, or the client fell too far behind) while
+        # the client is still there: "try again later" makes it reconnect.
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+            await websocket.close(code=CLOSE_TRY_AGAIN)
+
+
+async def _forward(websocket: WebSocket, subscription: Subscription) -> None:
+    """Send the feed until the bus ends it (returns) or the client is gone (raises)."""
+    await websocket.send_text(json.dumps(READY))
+    async for event in subscription:
+        await websocket.send_text(json.dumps(event))
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Return when the client closes; anything it sends is ignored."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
