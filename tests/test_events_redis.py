@@ -125,6 +125,29 @@ def test_a_subscriber_hears_only_its_job(server: RedisServer, closing: list[Any]
     asyncio.run(scenario())
 
 
+def test_ending_subscriptions_keeps_the_bus_working(server: RedisServer,
+                                                   closing: list[Any]) -> None:
+    """What a stopping server does: open streams end, events still flow."""
+    bus = make_bus(server.url, closing)
+    worker = make_channel(server.url, closing)
+    assert bus.wait_connected(WAIT)
+
+    async def scenario() -> None:
+        first, second = bus.subscribe("job-a"), bus.subscribe("job-b")
+        worker.publish("job-a", event("job-a", 0))
+        assert await collect(first, 1) == [event("job-a", 0)]
+        bus.end_subscriptions()
+        for ended in (first, second):
+            with pytest.raises(StopAsyncIteration):
+                await ended.get(WAIT)
+        assert bus.subscriber_count() == 0
+        later = bus.subscribe("job-a")
+        worker.publish("job-a", event("job-a", 1))
+        assert await collect(later, 1) == [event("job-a", 1)]
+
+    asyncio.run(scenario())
+
+
 def test_500_subscribers_share_one_redis_connection(server: RedisServer,
                                                     closing: list[Any]) -> None:
     bus = make_bus(server.url, closing)

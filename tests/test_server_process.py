@@ -375,9 +375,16 @@ def test_worker_crash_is_retried_and_sigterm_hands_the_job_back(
 
         # SIGTERM while the restarted worker runs the job: the job goes back to the
         # queue without counting this attempt, and everything exits in bounded time.
+        # An open event stream ends at once rather than holding the shutdown up.
+        events = SseReader(server, job_id)
+        events.start()
+        assert events.subscribed.wait(10)
         tree = server.descendants()
         took = server.terminate(60)
         assert took < 40, f"the server took {took:.1f} s to stop"
+        events.join(5)
+        assert not events.is_alive() and events.error is None, events.error
+        assert events.events[0]["type"] == "status"
         # uvicorn re-raises the signal once its graceful shutdown is done.
         assert server.process is not None and server.process.returncode in (0, -15)
         assert wait_gone(tree, 5) == []

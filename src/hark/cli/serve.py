@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Annotated
 
 import typer
@@ -41,5 +43,19 @@ def serve(
         app = create_app(settings, workers=not no_worker, queues=chosen)
     except HarkError as exc:
         fail(exc)
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False,
-                log_config=None, timeout_graceful_shutdown=10, ws="websockets-sansio")
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Event streams never end by themselves: end them first, or the graceful
+            # shutdown waits out its whole grace period on every open one.
+            state = getattr(app.state, "hark", None)
+            if state is not None:
+                state.bus.end_subscriptions()
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                   access_log=False, log_config=None,
+                                   timeout_graceful_shutdown=10, ws="websockets-sansio"))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn has logged why (the port is taken, say)

@@ -36,4 +36,12 @@ class EventBus(Protocol):
         """Must be called on the event loop that will consume the subscription."""
         ...
 
+    def end_subscriptions(self) -> None:
+        """End every subscription open now (the server is stopping); publishing goes on.
+
+        Event streams never finish by themselves, so a server waiting for its open
+        requests would otherwise wait out its whole grace period on them.
+        """
+        ...
+
     def close(self) -> None: ...

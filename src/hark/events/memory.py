@@ -90,6 +90,9 @@ class InProcessBus:
             return sum(len(s) for s in self._subscribers.values())
 
     def close(self) -> None:
+        self.end_subscriptions()
+
+    def end_subscriptions(self) -> None:
         with self._lock:
             subscriptions = [s for group in self._subscribers.values() for s in group]
         for subscription in subscriptions:

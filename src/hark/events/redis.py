@@ -255,6 +255,9 @@ class RedisBus:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def end_subscriptions(self) -> None:
+        self._local.end_subscriptions()
+
     def subscriber_count(self, job_id: str | None = None) -> int:
         return self._local.subscriber_count(job_id)
 

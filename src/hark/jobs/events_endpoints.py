@@ -47,7 +47,10 @@ async def job_events(state: ServiceState, principal: Principal, job_id: str,
     if initial[-1]["type"] in TERMINAL_EVENTS:
         return
     while True:
-        event = await subscription.get(KEEPALIVE_SECONDS)
+        try:
+            event = await subscription.get(KEEPALIVE_SECONDS)
+        except StopAsyncIteration:  # the bus ended it: the server is stopping
+            return
         if event is None:
             # Quiet for a while: check the job itself, in case its outcome was announced
             # while the bus could not carry it (a broker restart, say).
@@ -77,13 +80,10 @@ async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> 
             yield sse_frame(first)
             async for event in events:
                 yield sse_frame(event) if event is not None else b": keep-alive\n\n"
-        except StopAsyncIteration:
-            return
         finally:
             subscription.close()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(stream())
 
 
 @router.websocket("/jobs/{job_id}/ws")
@@ -108,14 +108,23 @@ async def websocket_events(websocket: WebSocket, job_id: str) -> None:
                                   reason=exc.message[:120])
             return
         await websocket.send_text(json.dumps(first))
+        last = first
         async for event in events:
             if event is not None:
                 await websocket.send_text(json.dumps(event))
-        await websocket.close()
+                last = event
+        # Ended before the job did (the server is stopping): 1012 asks for a reconnect.
+        await websocket.close(code=1000 if last["type"] in TERMINAL_EVENTS else 1012)
     except (WebSocketDisconnect, StopAsyncIteration):
         pass
     finally:
         subscription.close()
+
+
+def event_stream(frames: AsyncIterator[bytes]) -> StreamingResponse:
+    """A Server-Sent Events response that proxies pass on as it is written."""
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def sse_frame(event: Event) -> bytes:

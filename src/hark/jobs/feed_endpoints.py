@@ -26,7 +26,7 @@ from hark.api.state import ServiceState, get_state
 from hark.errors import HarkError
 from hark.events.base import Event, Subscription
 from hark.jobs import feed
-from hark.jobs.events_endpoints import KEEPALIVE_SECONDS, sse_frame
+from hark.jobs.events_endpoints import KEEPALIVE_SECONDS, event_stream, sse_frame
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 State = Annotated[ServiceState, Depends(get_state)]
@@ -54,8 +54,7 @@ async def sse_feed(principal: CurrentPrincipal, state: State) -> StreamingRespon
         finally:
             subscription.close()
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(stream())
 
 
 @router.websocket("/ws")
