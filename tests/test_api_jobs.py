@@ -253,6 +253,33 @@ def test_a_late_subscriber_hears_the_whole_outcome(svc: Service,
     assert done["duration"] == diarized["duration"] and done["timings"] == diarized["timings"]
 
 
+@pytest.mark.timeout(120)
+def test_a_storage_outage_hands_the_job_back_without_using_an_attempt(svc: Service) -> None:
+    job = svc.submit(speech_wav(20.0), "outage.wav", language="en")
+    # Where the result goes, a file: writing it fails as a broken disk or bucket would.
+    blocker = svc.storage_root / "results" / job["id"]
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")
+    seen: list[str] = []
+    with svc.client.stream("GET", f"{JOBS}/{job['id']}/events") as events:
+        for line in events.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            seen.append(event["type"] if event["type"] != "status" else event["status"])
+            if event["type"] == "status" and event["status"] == "queued" and \
+                    "running" in seen and blocker.is_file():
+                blocker.unlink()  # storage is back
+    assert seen[-1] == "completed", seen
+    back = seen.index("queued", seen.index("running"))
+    assert "running" in seen[back:], seen
+    done = svc.job(job["id"])
+    # The outage was not the job's fault: the attempt it interrupted does not count.
+    assert done["status"] == "completed" and done["attempts"] == 1, done
+    assert done["error"] is None
+    assert sorted(p.name for p in blocker.iterdir()) == ["transcript-1.json"]
+
+
 def test_json_result_is_the_transcript(svc: Service, diarized: dict[str, Any]) -> None:
     response = svc.client.get(f"{JOBS}/{diarized['id']}/result")
     assert response.status_code == 200

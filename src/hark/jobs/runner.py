@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from hark.config import Settings
 from hark.db import Database
-from hark.errors import CanceledError, DatabaseError, HarkError, JobTimeoutError, OptionError
+from hark.errors import (
+    CanceledError,
+    DatabaseError,
+    HarkError,
+    JobTimeoutError,
+    OptionError,
+    StorageError,
+)
 from hark.events.base import Event
 from hark.jobs import service
 from hark.jobs.models import Job
@@ -40,6 +47,9 @@ RESULT_PREFIX = "results"
 # How often a running job writes its progress to the database, and checks for cancel.
 PROGRESS_WRITE_SECONDS = 0.5
 CANCEL_CHECK_SECONDS = 0.5
+# Failures of the service around a job, not of the job: it goes back to the queue and
+# the exception goes on to the worker's loop, which waits before taking work again.
+OUTAGES = (DatabaseError, StorageError)
 # Waits between tries of a job's final write while the database is away.
 FINAL_WRITE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -148,17 +158,16 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
         transcript = _transcribe(ctx, job, watch)
     except ShutdownRequested:
         watch.stop()
-        with ctx.db.session(write=True) as session:
-            released = service.release(session, claim, count_attempt=False)
-        if released:
-            ctx.channel.publish(claim.job_id, {"type": "status", "job_id": claim.job_id,
-                                               "status": "queued", "stage": None,
-                                               "progress": 0.0})
+        _hand_back(ctx, claim)
         return
     except CanceledError:
         watch.stop()
         # Canceled or taken over: whoever changed the job has told its subscribers.
         return
+    except OUTAGES:
+        watch.stop()
+        _hand_back(ctx, claim)
+        raise
     except HarkError as exc:
         watch.stop()
         _finish_failed(ctx, claim, job, exc)
@@ -175,7 +184,27 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
     watch.stop()
     if engine_cache(ctx.settings).loads > loads_before:
         ctx.channel.model_loaded(transcript.model)
-    _finish_completed(ctx, claim, job, transcript)
+    try:
+        _finish_completed(ctx, claim, job, transcript)
+    except OUTAGES:
+        _hand_back(ctx, claim)
+        raise
+
+
+def _hand_back(ctx: WorkerContext, claim: Claim) -> None:
+    """Return the job to the queue without counting this attempt against it.
+
+    For a worker that stops, and for outages of the database or storage: neither is the
+    job's doing, so neither should use up the attempts meant for jobs that crash
+    their worker. (The caller re-raises an outage: whoever runs the worker waits
+    before it takes the next job, see `OUTAGES`.)
+    """
+    released = _final_write(ctx, lambda session: service.release(session, claim,
+                                                                 count_attempt=False))
+    if released:
+        ctx.channel.publish(claim.job_id, {"type": "status", "job_id": claim.job_id,
+                                           "status": "queued", "stage": None,
+                                           "progress": 0.0})
 
 
 def _transcribe(ctx: WorkerContext, job: _Snapshot, watch: _Watch) -> Transcript:
@@ -222,9 +251,6 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
         ctx.storage.delete_prefix(key)
         log.info("job %s: result discarded, the job was canceled or reassigned", claim.job_id)
         return
-    # An earlier attempt may have stored its result and then lost its completion write.
-    for attempt in range(1, claim.attempt):
-        ctx.storage.delete_prefix(result_key(claim.job_id, attempt))
     ctx.channel.publish(claim.job_id, {
         "type": "completed", "job_id": claim.job_id, "status": "completed", "progress": 1.0,
         "duration": transcript.duration, "language": transcript.language,
@@ -232,6 +258,13 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
         "timings": transcript.timings})
     ctx.channel.job_finished(transcript.model, "completed", transcript.duration,
                              transcript.timings)
+    # An earlier attempt may have stored its result and then lost its completion write.
+    try:
+        for attempt in range(1, claim.attempt):
+            ctx.storage.delete_prefix(result_key(claim.job_id, attempt))
+    except StorageError as exc:  # the job is done; purge removes what stays behind
+        log.warning("job %s: could not remove an earlier attempt's result: %s",
+                    claim.job_id, exc)
 
 
 def _finish_failed(ctx: WorkerContext, claim: Claim, job: _Snapshot, error: HarkError) -> None:

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 
@@ -32,6 +31,7 @@ log = logging.getLogger("hark.worker")
 # An idle worker looks for work this often even without a wake-up, which picks up
 # jobs submitted by other processes (another server on the same database).
 IDLE_POLL_SECONDS = 2.0
+OUTAGE_PAUSE_MAX_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -69,15 +69,20 @@ def worker_main(
                         channel=QueueChannel(channel), worker_id=worker_id(index),
                         stopping=stop.is_set)
     log.info("worker %s started, queues %s", ctx.worker_id, ",".join(queues))
+    pause = 0.0
     try:
         while not stop.is_set():
             wake.clear()
             try:
                 ran = claim_and_run(ctx, queues)
-            except HarkError as exc:  # the database is away: wait, then try again
-                log.warning("worker %s: %s", ctx.worker_id, exc)
-                ran = False
-                time.sleep(1.0)
+                pause = 0.0
+            except HarkError as exc:
+                # The database or storage is away (a job it interrupted went back to
+                # the queue): wait longer each time in a row, then try again.
+                pause = min(max(pause * 2, 1.0), OUTAGE_PAUSE_MAX_SECONDS)
+                log.warning("worker %s: %s; next try in %.0f s", ctx.worker_id, exc, pause)
+                stop.wait(pause)
+                continue
             if not ran:
                 wake.wait(IDLE_POLL_SECONDS)
     finally:
