@@ -265,3 +265,34 @@ def test_owner_gone_sees_dead_and_zombie_workers() -> None:
     assert owner_gone(f"{socket.gethostname()}/{child.pid}/0")
     assert not owner_gone(f"elsewhere/{child.pid}/0")  # another host: its lease decides
     assert not owner_gone("not-a-worker-id")
+
+
+def test_the_status_reader_sees_what_the_orm_sees(tmp_path: Path) -> None:
+    """SQLite's event-loop reader: the same values as a Core read, never a stale one."""
+    from hark.jobs.reader import JobRowReader
+
+    db = open_database(f"sqlite:///{tmp_path / 'hark.db'}")
+    reader = JobRowReader(db.engine)
+    try:
+        job_id = submit(db, tenant="a")
+        assert reader.read("no-such-job") is None
+        first = reader.read(job_id)
+        assert first is not None and vars(first) == dict(service.read_job(db, "a", job_id)._mapping)
+        # Completed in another connection: the reader's next read has it (no read
+        # transaction kept it on an older snapshot), typed as the ORM types it.
+        running = claim(db)
+        assert running is not None
+        with db.session(write=True) as session:
+            assert service.complete(session, Claim(job_id, "h/1/0", 1), result_key="r/1",
+                                    duration=1.0, model="m", language="de",
+                                    timings={"decode": 0.5}, has_webhook=True)
+        done = reader.read(job_id)
+        assert done is not None
+        assert vars(done) == dict(service.read_job(db, "a", job_id)._mapping)
+        assert (done.status, done.language, done.timings) == ("completed", "de", {"decode": 0.5})
+        assert done.finished_at.tzinfo is not None and done.purged is False
+        with pytest.raises(JobNotFoundError):
+            service.visible_job(done, "b", job_id)  # another tenant's job
+    finally:
+        reader.close()
+        db.dispose()

@@ -28,6 +28,7 @@ from hark.events import InProcessBus
 from hark.events.base import EventBus
 from hark.jobs.janitor import janitor as make_janitor
 from hark.jobs.queue import JobQueue, NoWorkers
+from hark.jobs.reader import JobRowReader
 from hark.jobs.reconcile import reconciler as make_reconciler
 from hark.jobs.repository import JobRepository
 from hark.storage import open_storage
@@ -69,6 +70,8 @@ def create_app(
                     service_thread.stop()
             state.bus.close()
             metrics.set_job_counts_source(None)
+            if state.job_reader is not None:
+                state.job_reader.close()
             state.db.dispose()
 
     app = FastAPI(title="Hark", version=__version__, lifespan=lifespan,
@@ -131,7 +134,8 @@ def _start(settings: Settings, *, workers: bool,
         queue = pool
     anonymous = anonymous_allowed(settings)
     state = ServiceState(settings=settings, db=db, storage=storage, bus=bus, queue=queue,
-                         pool=pool, anonymous=anonymous)
+                         pool=pool, anonymous=anonymous,
+                         job_reader=JobRowReader(db.engine) if db.local else None)
     metrics.set_job_counts_source(lambda: _job_counts(state))
     if pool is not None:
         pool.start()

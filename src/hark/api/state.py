@@ -12,6 +12,7 @@ from hark.config import Settings
 from hark.db import Database
 from hark.events.base import EventBus
 from hark.jobs.queue import JobQueue
+from hark.jobs.reader import JobRowReader
 from hark.storage.base import Storage
 from hark.workers.pool import WorkerPool
 
@@ -58,6 +59,8 @@ class ServiceState:
     queue: JobQueue
     pool: WorkerPool | None
     anonymous: bool
+    job_reader: JobRowReader | None = None
+    """Status reads on the event loop's own connection (SQLite only)."""
     keys: KeyCache = field(default_factory=KeyCache)
     started_at: float = field(default_factory=time.time)
 

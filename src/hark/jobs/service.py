@@ -19,9 +19,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from hark.db import Database
@@ -79,12 +80,24 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     return job
 
 
+# Built once: status polls are the hottest read, and building the statement per call
+# costs about as much as running it.
+_READ_JOB = select(Job.__table__).where(Job.__table__.c.id == bindparam("job_id"))
+
+
 def read_job(db: Database, tenant_id: str, job_id: str) -> Row[Any]:
     """The job's row, read on its own short connection (no session, no ORM objects)."""
     # translate_errors: an unreachable database is a 503 DATABASE_ERROR, as in sessions.
     with translate_errors(db.url), db.engine.connect() as connection:
-        row = connection.execute(
-            select(Job.__table__).where(Job.__table__.c.id == job_id)).first()
+        row = connection.execute(_READ_JOB, {"job_id": job_id}).first()
+    return visible_job(row, tenant_id, job_id)
+
+
+JobRow = TypeVar("JobRow", Row[Any], SimpleNamespace)
+
+
+def visible_job(row: JobRow | None, tenant_id: str, job_id: str) -> JobRow:
+    """The row, if it is a job of this tenant; another tenant's job is as good as absent."""
     if row is None or row.tenant_id != tenant_id:
         raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
     return row

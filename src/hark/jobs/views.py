@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Row
@@ -17,7 +18,7 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def job_dict(job: Job | Row[Any]) -> dict[str, Any]:
+def job_dict(job: Job | Row[Any] | SimpleNamespace) -> dict[str, Any]:
     """The job as JSON; also takes a row of the jobs table read without the ORM."""
     base = f"{API_PREFIX}/{job.id}"
     webhook = None
