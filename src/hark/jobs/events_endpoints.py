@@ -89,13 +89,8 @@ async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> 
 @router.websocket("/jobs/{job_id}/ws")
 async def websocket_events(websocket: WebSocket, job_id: str) -> None:
     state: ServiceState = websocket.app.state.hark
-    # Accepted first so that a refusal reaches the client as a close code and reason
-    # (4401 no valid key, 4404 no such job) rather than a bare HTTP 403.
-    await websocket.accept()
-    try:
-        principal = await websocket_principal(websocket)
-    except HarkError as exc:
-        await websocket.close(code=4401, reason=exc.message[:120])
+    principal = await accept_websocket(websocket)
+    if principal is None:
         return
     subscription = state.bus.subscribe(job_id)
     try:
@@ -119,6 +114,20 @@ async def websocket_events(websocket: WebSocket, job_id: str) -> None:
         pass
     finally:
         subscription.close()
+
+
+async def accept_websocket(websocket: WebSocket) -> Principal | None:
+    """Accept, then authenticate: None when the key was refused (closed with 4401).
+
+    Accepted first so that a refusal reaches the client as a close code and reason
+    (4401 no valid key; 4404 no such job, later) rather than a bare HTTP 403.
+    """
+    await websocket.accept()
+    try:
+        return await websocket_principal(websocket)
+    except HarkError as exc:
+        await websocket.close(code=4401, reason=exc.message[:120])
+        return None
 
 
 def event_stream(frames: AsyncIterator[bytes]) -> StreamingResponse:

@@ -21,12 +21,16 @@ from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnected
 
-from hark.api.auth import CurrentPrincipal, websocket_principal
+from hark.api.auth import CurrentPrincipal
 from hark.api.state import ServiceState, get_state
-from hark.errors import HarkError
 from hark.events.base import Event, Subscription
 from hark.jobs import feed
-from hark.jobs.events_endpoints import KEEPALIVE_SECONDS, event_stream, sse_frame
+from hark.jobs.events_endpoints import (
+    KEEPALIVE_SECONDS,
+    accept_websocket,
+    event_stream,
+    sse_frame,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 State = Annotated[ServiceState, Depends(get_state)]
@@ -60,13 +64,8 @@ async def sse_feed(principal: CurrentPrincipal, state: State) -> StreamingRespon
 @router.websocket("/ws")
 async def websocket_feed(websocket: WebSocket) -> None:
     state: ServiceState = websocket.app.state.hark
-    # Accepted first so that a refusal reaches the client as close code 4401 and a
-    # reason, as on a job's WebSocket.
-    await websocket.accept()
-    try:
-        principal = await websocket_principal(websocket)
-    except HarkError as exc:
-        await websocket.close(code=4401, reason=exc.message[:120])
+    principal = await accept_websocket(websocket)
+    if principal is None:
         return
     subscription = state.bus.subscribe(feed.channel(principal.tenant_id))
     ended_by_bus = False

@@ -84,6 +84,12 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _read_error(exc: BaseException, key: str) -> StorageError | StorageObjectMissing:
+    if _is_missing(exc):
+        return StorageObjectMissing(f"No stored object {key!r}", key=key)
+    return StorageError(f"Cannot read stored object {key!r}: {_describe(exc)}", key=key)
+
+
 class S3ObjectWriter:
     """Streams one object as a multipart upload; small objects become one PUT.
 
@@ -260,11 +266,7 @@ class S3Storage:
             answer = self._client.get_object(Bucket=self.bucket, Key=object_key)
             return bytes(answer["Body"].read())
         except (ClientError, BotoCoreError) as exc:
-            if _is_missing(exc):
-                raise StorageObjectMissing(f"No stored object {key!r}", key=key) from None
-            raise StorageError(
-                f"Cannot read stored object {key!r}: {_describe(exc)}", key=key
-            ) from exc
+            raise _read_error(exc, key) from exc
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
@@ -321,11 +323,7 @@ class S3Storage:
             with closing(body):
                 yield from body.iter_chunks(READ_CHUNK_BYTES)
         except (ClientError, BotoCoreError) as exc:
-            if _is_missing(exc):
-                raise StorageObjectMissing(f"No stored object {key!r}", key=key) from None
-            raise StorageError(
-                f"Cannot read stored object {key!r}: {_describe(exc)}", key=key
-            ) from exc
+            raise _read_error(exc, key) from exc
 
     def _list(self, object_prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
