@@ -130,6 +130,14 @@ def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir
 def test_worker_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
     import socket
 
+    # Metrics folders left by a killed worker and by a live one.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphaned = tmp_path / f"hark-worker-metrics-{gone.pid}-x1"
+    in_use = tmp_path / f"hark-worker-metrics-{os.getpid()}-x2"
+    for folder in (orphaned, in_use):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"")
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
@@ -140,5 +148,5 @@ def test_worker_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert f"cannot serve worker metrics on port {port}" in result.stderr
     assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
-    # The metrics folder made for the pool processes went with the worker.
-    assert [p.name for p in tmp_path.iterdir()] == []
+    # Its own metrics folder went with the worker, and so did the killed worker's.
+    assert [p.name for p in tmp_path.iterdir()] == [in_use.name]

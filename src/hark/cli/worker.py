@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -111,13 +112,35 @@ def _allow_child_processes(**_: object) -> None:
         bytes(config["authkey"]))
 
 
+METRICS_DIR_PREFIX = "hark-worker-metrics-"
+
+
+def _remove_orphaned_metrics() -> None:
+    """Remove the metrics folders of workers that were killed (they name their pid)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(METRICS_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _serve_metrics(port: int) -> None:
     """Prometheus `/metrics` for this worker and its pool processes, on `port`.
 
     Multiprocess mode must be chosen before prometheus_client is first imported, so
     the directory is set here, before anything loads the metrics module.
     """
-    directory = tempfile.mkdtemp(prefix="hark-worker-metrics-")
+    _remove_orphaned_metrics()
+    directory = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     # The pool processes' sample files are of no use once the worker is gone.
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
