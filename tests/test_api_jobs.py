@@ -462,12 +462,15 @@ def test_unknown_job_is_404(svc: Service) -> None:
 def test_list_pages_newest_first_and_filters_by_status(svc: Service) -> None:
     key = bearer(svc.create_key("lister"))
     assert svc.job_ids(key) == []
-    # The fourth waits behind the others (lower priority), so it is still queued when
-    # it is canceled a moment later.
-    submitted = [svc.submit(sine_wav(0.3), f"tone{i}.wav", headers=key,
-                            priority="-100" if i == 3 else "-50")["id"] for i in range(5)]
-    assert svc.client.delete(f"{JOBS}/{submitted[3]}", headers=key).json()["status"] == \
-        "canceled"
+    # The fourth waits behind the three before it (lower priority, one worker), so it is
+    # still queued when it is canceled right after its submission.
+    submitted: list[str] = []
+    for i in range(5):
+        submitted.append(svc.submit(sine_wav(0.3), f"tone{i}.wav", headers=key,
+                                    priority="-100" if i == 3 else "-50")["id"])
+        if i == 3:
+            canceled = svc.client.delete(f"{JOBS}/{submitted[3]}", headers=key).json()
+            assert canceled["status"] == "canceled" and canceled["started_at"] is None
 
     pages: list[list[dict[str, Any]]] = []
     cursor: str | None = None
