@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from tests.support.jobs import FINISHED
 from tests.support.s3 import TEST_CREDENTIALS, MotoS3Server
 from tests.support.scaled import ScaledStack, WorkerProcess, worker_pid
 from tests.support.server import clean_env, hark_command
@@ -57,7 +58,6 @@ from hark.evaluation.asr import read_manifest
 PARTS = ("throughput", "status", "redelivery")
 POSTGRES_SERVER_URL = os.environ.get(
     "HARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-FINISHED = ("completed", "failed", "canceled")
 # The reconciler at its defaults (the tests run it faster): its duplicate messages would
 # add work to the throughput runs, and its interval is part of the recovery figure.
 BENCH_ENV = {"HARK_LOG_LEVEL": "WARNING", "HARK_RECONCILE_SECONDS": "15",

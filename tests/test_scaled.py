@@ -17,24 +17,31 @@ import json
 import subprocess
 import time
 import uuid
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 import pytest
 import sqlalchemy as sa
 
 from hark.db import make_engine
-from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from hark.pipeline.audio import SAMPLE_RATE
 from hark.webhooks.signing import verify
 from tests.support.http_servers import ScriptedServer, respond
+from tests.support.jobs import (
+    conversation,
+    get_job,
+    log_records,
+    long_and_short,
+    submit,
+    wait_finished,
+    wait_job,
+    write_wav,
+)
 from tests.support.s3 import MotoS3Server, s3_server_fixture
 from tests.support.scaled import (
-    FIXTURES,
     LEASE_SECONDS,
     RECONCILE_SECONDS,
     WEBHOOK_SECRET,
@@ -43,12 +50,7 @@ from tests.support.scaled import (
     ScaledStack,
     SseReader,
     WorkerProcess,
-    get_job,
-    log_records,
     running,
-    submit,
-    wait_finished,
-    wait_job,
     worker_pid,
 )
 from tests.support.server import clean_env, free_port, hark_command
@@ -57,30 +59,13 @@ from tests.test_db import throwaway_postgres
 # --- fixtures ----------------------------------------------------------------------------
 
 
-def _write_wav(path: Path, audio: np.ndarray) -> Path:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """long: two_voices + three_voices (~68 s: ~10 s of work, long enough to kill or
-    cancel mid-job); medium: 8 s of speech (a few progress and segment events);
-    short: 2.5 s of speech, for jobs that should be quick."""
+    """long and short (tests.support.jobs); medium: 8 s of speech (a few progress and
+    segment events)."""
     folder = tmp_path_factory.mktemp("recordings")
-    two = load_audio(FIXTURES / "two_voices.ogg")[1]
-    three = load_audio(FIXTURES / "three_voices.ogg")[1]
-    return {
-        "long": _write_wav(folder / "long.wav", np.concatenate([two, three])),
-        "medium": _write_wav(folder / "medium.wav", two[: 8 * SAMPLE_RATE]),
-        "short": _write_wav(folder / "short.wav",
-                            two[int(0.5 * SAMPLE_RATE): int(3.0 * SAMPLE_RATE)]),
-    }
+    return {**long_and_short(folder),
+            "medium": write_wav(folder / "medium.wav", conversation()[: 8 * SAMPLE_RATE])}
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +170,9 @@ def test_job_lifecycle_through_api_and_worker_processes(
         assert stack.object_keys(f"results/{job['id']}") == []
         assert client.get(f"/api/v1/jobs/{job['id']}/result").status_code == 409
     # Both processes log JSON lines; the worker says it ran the job.
-    assert log_records(stack.apis[0].log_text())
+    assert log_records(stack.apis[0].log_text(), tracker_warnings=True)
     worker = live_worker(stack)
-    worker_log = log_records(worker.log_text())
+    worker_log = log_records(worker.log_text(), tracker_warnings=True)
     assert any("hark.run_job" in str(r["event"]) and "succeeded" in str(r["event"])
                for r in worker_log)
     # The worker's Prometheus endpoint counts what its pool processes did.
@@ -355,7 +340,8 @@ def test_killed_pool_process_job_is_redelivered_and_completes_exactly_once(
         final = get_job(client, job_id)
         assert final["webhook"]["status"] == "delivered" and final["webhook"]["attempts"] == 1
     # The worker's log stays JSON, and says what happened.
-    lost = [r for r in log_records(worker.log_text()) if "signal 9" in str(r["event"])]
+    lost = [r for r in log_records(worker.log_text(), tracker_warnings=True)
+            if "signal 9" in str(r["event"])]
     assert lost and all(r["level"] == "error" for r in lost), lost
     print(f"\nredelivery after SIGKILL of the pool process: {redelivered_after:.1f} s")
 

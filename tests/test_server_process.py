@@ -15,87 +15,38 @@ import signal
 import sqlite3
 import threading
 import time
-import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import psutil
 import pytest
 import websockets.sync.client as ws_client
 from websockets.exceptions import ConnectionClosed
 
-from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.webhooks.signing import verify
 from tests.support.http_servers import Exchange, ScriptedServer
+from tests.support.jobs import (
+    FINISHED,
+    FIXTURES,
+    get_job,
+    log_records,
+    long_and_short,
+    submit,
+    wait_finished,
+    wait_job,
+)
 from tests.support.server import HarkServer, create_key
 
-FIXTURES = Path(__file__).parent / "fixtures" / "conversations"
 ANONYMOUS = {"HARK_ALLOW_ANONYMOUS": "true"}
-FINISHED = ("completed", "failed", "canceled")
-
-
-# --- recordings ------------------------------------------------------------------------
-
-def _write_wav(path: Path, audio: np.ndarray) -> Path:
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return path
 
 
 @pytest.fixture(scope="module")
 def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """long: ~68 s (about 10 s of work on 2 cores, long enough to kill a server in);
-    short: a 2.5 s clip of speech, for jobs that should be quick."""
-    folder = tmp_path_factory.mktemp("recordings")
-    two = load_audio(FIXTURES / "two_voices.ogg")[1]
-    three = load_audio(FIXTURES / "three_voices.ogg")[1]
-    return {
-        "long": _write_wav(folder / "long.wav", np.concatenate([two, three])),
-        "medium": FIXTURES / "two_voices.ogg",
-        "short": _write_wav(folder / "short.wav",
-                            two[int(0.5 * SAMPLE_RATE): int(3.0 * SAMPLE_RATE)]),
-    }
-
-
-# --- HTTP helpers ----------------------------------------------------------------------
-
-def submit(client: httpx.Client, path: Path, **fields: str) -> dict[str, Any]:
-    with open(path, "rb") as media:
-        response = client.post("/api/v1/jobs/upload", data=fields,
-                               files={"file": (path.name, media, "application/octet-stream")})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def get_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/v1/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def wait_job(client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool],
-             timeout: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    job = get_job(client, job_id)
-    while not until(job):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} not {what} after {timeout} s: {job}")
-        time.sleep(0.1)
-        job = get_job(client, job_id)
-    return job
-
-
-def wait_finished(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    return wait_job(client, job_id, lambda j: j["status"] in FINISHED, timeout, "finished")
+    """long and short (tests.support.jobs); medium: the 8.8 s two-voice fixture."""
+    return {**long_and_short(tmp_path_factory.mktemp("recordings")),
+            "medium": FIXTURES / "two_voices.ogg"}
 
 
 def wait_transcribing(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -117,30 +68,6 @@ def the_result_object(data_dir: Path, job_id: str) -> dict[str, Any]:
     stored: dict[str, Any] = json.loads(
         (data_dir / "storage" / "results" / job_id / names[0]).read_bytes())
     return stored
-
-
-# multiprocessing's resource tracker (a child of the server that outlives it) warns in
-# plain text about semaphores it removes when the server did not exit normally: after a
-# SIGKILL, and after SIGTERM too, since uvicorn re-raises the signal once it has shut
-# down, so the server dies by it without running multiprocessing's finalizers.
-_TRACKER_WARNING = ("resource_tracker: There appear to be",
-                    "warnings.warn('resource_tracker: There appear to be")
-
-
-def log_records(text: str, *, after_signal: bool = False) -> list[dict[str, Any]]:
-    """Every log line as JSON; fails on a line that is not (but the tracker's, when the
-    server was stopped by a signal)."""
-    records = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if after_signal and any(marker in line for marker in _TRACKER_WARNING):
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"a log line is not JSON: {line!r}")
-    return records
 
 
 def wait_gone(processes: list[Any], timeout: float) -> list[Any]:
@@ -346,7 +273,7 @@ def test_interrupted_job_fails_past_the_attempt_limit(
         late.start()
         assert [e["type"] for e in late.result(15)] == ["status", "failed"]
         assert late.events[-1]["error"]["error_code"] == "WORKER_LOST"
-    records = log_records(server.log_text(1), after_signal=True)
+    records = log_records(server.log_text(1), tracker_warnings=True)
     assert any("every request needs an API key" in r["event"] for r in records)
     assert not any("anonymous access is ON" in r["event"] for r in records)
 
@@ -390,7 +317,7 @@ def test_worker_crash_is_retried_and_sigterm_hands_the_job_back(
         assert wait_gone(tree, 5) == []
         log = server.log_text()
         assert "stopped" in log and "did not stop" not in log, server.log_tail()
-        assert all(r["level"] != "error" for r in log_records(log, after_signal=True))
+        assert all(r["level"] != "error" for r in log_records(log, tracker_warnings=True))
 
         with sqlite3.connect(data / "hark.db") as db:
             row = db.execute("SELECT status, attempts, worker_id, progress FROM jobs "

@@ -46,8 +46,6 @@ from tests.support.redis_server import RedisServer
 from tests.support.s3 import TEST_CREDENTIALS, MotoS3Server
 from tests.support.server import HarkServer, clean_env, free_port, hark_command
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "conversations"
-FINISHED = ("completed", "failed", "canceled")
 LEASE_SECONDS = 6
 # The API's reconciler: a pass every second, and a job queued for 5 s gets its message
 # sent again (duplicates are harmless by design: the tests run with plenty of them).
@@ -438,68 +436,7 @@ class PrivatePostgres:
         self.close()
 
 
-# --- logs ------------------------------------------------------------------------------
-
-# multiprocessing's resource tracker (a helper process of the decoders' pool) writes
-# plain-text warnings of its own when the pool process above it died without cleanup.
-_TRACKER_LINES = ("resource_tracker: There appear to be", "warnings.warn('resource_tracker")
-
-
-def log_records(text: str) -> list[dict[str, Any]]:
-    """Every line of a JSON log as an object; fails on a line that is not JSON."""
-    records = []
-    for line in text.splitlines():
-        if not line.strip() or any(marker in line for marker in _TRACKER_LINES):
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"a log line is not JSON: {line!r}")
-    return records
-
-
 # --- HTTP helpers ----------------------------------------------------------------------
-
-def submit(client: httpx.Client, path: Path, **fields: str) -> dict[str, Any]:
-    with open(path, "rb") as media:
-        response = client.post("/api/v1/jobs/upload", data=fields,
-                               files={"file": (path.name, media, "application/octet-stream")})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def get_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    response = client.get(f"/api/v1/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def wait_job(client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], bool],
-             timeout: float, what: str, *, tolerate_errors: bool = False) -> dict[str, Any]:
-    """Poll the job until `until(job)`; with `tolerate_errors`, a failed request (the
-    database away) is retried instead of failing the test."""
-    deadline = time.monotonic() + timeout
-    job: dict[str, Any] = {}
-    while True:
-        try:
-            job = get_job(client, job_id)
-            if until(job):
-                return job
-        except (AssertionError, httpx.HTTPError):
-            if not tolerate_errors:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} not {what} after {timeout} s: {job}")
-        time.sleep(0.1)
-
-
-def wait_finished(client: httpx.Client, job_id: str, timeout: float = 90,
-                  **kwargs: bool) -> dict[str, Any]:
-    return wait_job(client, job_id, lambda j: j["status"] in FINISHED, timeout, "finished",
-                    **kwargs)
-
 
 def worker_pid(job: dict[str, Any]) -> int | None:
     """The pid in a job's worker id `host/pid/celery` (None when not running)."""

@@ -29,15 +29,23 @@ def embed_recording(path: str | Path, settings: Settings) -> tuple[np.ndarray, f
     recording holds less than MIN_SPEECH_SECONDS of speech.
     """
     _, audio = load_audio(path, max_seconds=settings.max_audio_seconds)
-    regions = detect_speech(audio, VadOptions(), _REGION_SECONDS)
+    return embed_speech(audio, settings, source=Path(path).name, field="file")
+
+
+def embed_speech(audio: np.ndarray, settings: Settings, *, source: str,
+                 field: str) -> tuple[np.ndarray, float]:
+    """The unit-length voice embedding of the speech in `audio` (one person's), and its
+    seconds of speech; too little speech is an InsufficientSpeechError naming `source`
+    and `field`, raised before any speaker model is loaded."""
+    regions = detect_speech(audio, VadOptions(), _REGION_SECONDS) if audio.size else []
     speech = (np.concatenate([audio[r.start:r.end] for r in regions]) if regions
               else np.zeros(0, dtype=np.float32))
     seconds = speech.size / SAMPLE_RATE
     if seconds < MIN_SPEECH_SECONDS:
         raise InsufficientSpeechError(
-            f"{Path(path).name} holds {seconds:.1f} s of speech; enrolment needs at least "
+            f"{source} holds {seconds:.1f} s of speech; a voice profile needs at least "
             f"{MIN_SPEECH_SECONDS:.0f} s of one person speaking",
-            field="file", speech_seconds=round(seconds, 2))
+            field=field, speech_seconds=round(seconds, 2))
     with borrow_diarizer(settings) as diarizer:
         embedding = diarizer.embed(speech)
     return unit(np.asarray(embedding, dtype=np.float64)).astype(np.float32), round(seconds, 3)

@@ -14,20 +14,17 @@ from __future__ import annotations
 import numpy as np
 
 from hark.api.state import Principal, ServiceState
-from hark.errors import InsufficientSpeechError, JobStateError, NotFoundError
+from hark.errors import JobStateError, NotFoundError
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
-from hark.pipeline.diarization.identify import unit
-from hark.pipeline.diarization.select import borrow_diarizer
-from hark.pipeline.vad import VadOptions, detect_speech
 from hark.speakers import service as speakers
+from hark.speakers.embedding import embed_speech
 from hark.speakers.models import SpeakerProfile
-from hark.speakers.service import MIN_SPEECH_SECONDS, NewSample
+from hark.speakers.service import NewSample
 from hark.transcripts import service
 from hark.transcripts.service import Current
 
 # Enough for a stable voice embedding; more only costs time in the API process.
 MAX_VOICE_SECONDS = 120.0
-_REGION_SECONDS = 15.0
 
 
 class SpeakerNotInTranscriptError(NotFoundError):
@@ -51,7 +48,8 @@ def enroll_speaker(state: ServiceState, principal: Principal, job_id: str, speak
     with state.storage.local_path(media_key) as path:
         _, audio = load_audio(path, max_seconds=state.settings.max_audio_seconds)
     voice = _cut(audio, turns)
-    embedding, seconds = _embed(voice, state)
+    embedding, seconds = embed_speech(voice, state.settings, source="this speaker",
+                                      field="speaker_id")
     sample = NewSample(embedding=embedding, speech_seconds=seconds,
                        embedder=state.settings.diarizer,
                        source=f"{current.filename} ({speaker_id})")
@@ -74,18 +72,3 @@ def _cut(audio: np.ndarray, turns: list[tuple[float, float]]) -> np.ndarray:
         if total >= limit:
             break
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-
-
-def _embed(voice: np.ndarray, state: ServiceState) -> tuple[np.ndarray, float]:
-    regions = detect_speech(voice, VadOptions(), _REGION_SECONDS) if voice.size else []
-    speech = (np.concatenate([voice[r.start:r.end] for r in regions]) if regions
-              else np.zeros(0, dtype=np.float32))
-    seconds = speech.size / SAMPLE_RATE
-    if seconds < MIN_SPEECH_SECONDS:
-        raise InsufficientSpeechError(
-            f"this speaker has {seconds:.1f} s of speech in the recording; a voice profile "
-            f"needs at least {MIN_SPEECH_SECONDS:.0f} s", field="speaker_id",
-            speech_seconds=round(seconds, 2))
-    with borrow_diarizer(state.settings) as diarizer:
-        embedding = diarizer.embed(speech)
-    return unit(np.asarray(embedding, dtype=np.float64)).astype(np.float32), round(seconds, 3)
