@@ -96,23 +96,8 @@ def scaled_env(*, database_url: str, broker_url: str, bucket: str, endpoint_url:
 class ApiProcess(HarkServer):
     """`hark serve --no-worker`: an API replica of scaled mode."""
 
-    def _launch(self, *, append: bool) -> None:
-        self.port = free_port(self.host)
-        stdout_path = self.log_dir / f"server-{self.runs}.stdout.log"
-        env = clean_env(self.data_dir, self.env)
-        mode = "ab" if append else "wb"
-        with open(self.log_path, mode) as stderr, open(stdout_path, mode) as stdout:
-            self.process = subprocess.Popen(
-                hark_command("serve", "--no-worker", "--host", self.host,
-                             "--port", str(self.port)),
-                env=env, cwd=self.data_dir, stdout=stdout, stderr=stderr,
-                stdin=subprocess.DEVNULL, start_new_session=True)
-        self._groups.add(self.process.pid)
-        self._remember(psutil.Process(self.process.pid))
-        if self._watcher is None:
-            self._watcher = threading.Thread(target=self._watch, name="hark-api-watch",
-                                             daemon=True)
-            self._watcher.start()
+    def _serve_options(self) -> tuple[list[str], dict[str, str]]:
+        return ["--no-worker"], {}
 
 
 class WorkerProcess:

@@ -115,15 +115,20 @@ class HarkServer:
                 raise
         raise AssertionError("unreachable")
 
+    def _serve_options(self) -> tuple[list[str], dict[str, str]]:
+        """Extra `hark serve` arguments and environment (API replicas change them)."""
+        return [], {"HARK_WORKERS": str(self.workers)}
+
     def _launch(self, *, append: bool) -> None:
         self.port = free_port(self.host)
         stdout_path = self.log_dir / f"server-{self.runs}.stdout.log"
-        env = clean_env(self.data_dir, {"HARK_WORKERS": str(self.workers), **self.env})
+        args, env_options = self._serve_options()
+        env = clean_env(self.data_dir, {**env_options, **self.env})
         mode = "ab" if append else "wb"
         with open(self.log_path, mode) as stderr, open(stdout_path, mode) as stdout:
             # cwd: the data dir, so that no `.env` of the repository changes settings.
             self.process = subprocess.Popen(
-                hark_command("serve", "--host", self.host, "--port", str(self.port)),
+                hark_command("serve", *args, "--host", self.host, "--port", str(self.port)),
                 env=env, cwd=self.data_dir, stdout=stdout, stderr=stderr,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         self._groups.add(self.process.pid)
