@@ -34,19 +34,25 @@ from tests.test_db import throwaway_postgres
 ALICE = Principal(tenant_id="a", api_key_id=None)
 
 
-def words(text: str, start: float = 0.0, step: float = 0.5, spaced: bool = False,
+def words(text: str, start: float = 0.0, step: float = 0.5,
           speaker: str | None = "SPEAKER_00") -> list[Word]:
-    return [Word((" " if spaced else "") + token, round(start + i * step, 3),
-                 round(start + i * step + 0.4, 3), 0.9, speaker)
+    return [Word(token, round(start + i * step, 3), round(start + i * step + 0.4, 3), 0.9,
+                 speaker)
             for i, token in enumerate(text.split())]
 
 
-def make_transcript(*texts: str, spaced: bool = False) -> Transcript:
+def unspaced(*tokens: str, start: float = 0.0) -> list[Word]:
+    """Words as Whisper gives them where no space precedes some (ja, hyphens, 's)."""
+    return [Word(token.lstrip(" "), start + i * 0.5, start + i * 0.5 + 0.4, 0.9, "SPEAKER_00",
+                 leading_space=token.startswith(" "))
+            for i, token in enumerate(tokens)]
+
+
+def make_transcript(*texts: str) -> Transcript:
     segments = []
     for index, text in enumerate(texts):
         start = index * 10.0
-        segment_words = words(text, start, spaced=spaced,
-                              speaker=f"SPEAKER_0{index % 2}")
+        segment_words = words(text, start, speaker=f"SPEAKER_0{index % 2}")
         segments.append(Segment(index, start, segment_words[-1].end, text,
                                 f"SPEAKER_0{index % 2}", words=segment_words))
     speakers = [Speaker("SPEAKER_00", speech_seconds=1.0),
@@ -79,17 +85,40 @@ def test_new_text_is_aligned_with_the_words() -> None:
     assert original.segments[0].words == old  # the input is never changed
 
 
-def test_whisper_words_keep_their_leading_space() -> None:
-    original = make_transcript("And so my fellow", spaced=True)
+def test_edits_keep_how_words_attach() -> None:
+    segment_words = unspaced(" And", " so", " self", "-substantial", " fuel", "'s", " end.")
+    original = Transcript("And so self-substantial fuel's end.", "en", 0.9, 9.0, "m", [
+        Segment(0, 0.0, 3.4, "And so self-substantial fuel's end.", "SPEAKER_00",
+                words=segment_words)])
     edited = edits.change(original, original, [
-        SegmentChange(0, words=(WordChange(3, "dear"),))], {})
-    assert [w.word for w in edited.segments[0].words] == [" And", " so", " my", " dear"]
-    assert edited.segments[0].text == "And so my dear"
-    retexted = edits.change(original, original, [SegmentChange(0, text="And so, my friends")],
-                            {})
-    assert [w.word for w in retexted.segments[0].words] == [" And", " so,", " my", " friends"]
+        SegmentChange(0, words=(WordChange(3, "-sufficient"),))], {})
+    assert edited.segments[0].text == "And so self-sufficient fuel's end."
+    retexted = edits.change(original, original, [
+        SegmentChange(0, text="And so, self-substantial fuels end.")], {})
+    new = retexted.segments[0].words
+    assert [(w.word, w.leading_space) for w in new] == [
+        ("And", True), ("so,", True), ("self", True), ("-substantial", False),
+        ("fuel", True), ("s", False), ("end.", True)]
+    # Unchanged words keep their timings and probabilities.
+    assert new[2] == segment_words[2] and new[3] == segment_words[3]
+    assert new[1].probability is None
+    assert retexted.segments[0].text == "And so, self-substantial fuels end."
     emptied = edits.change(original, original, [SegmentChange(0, text="   ")], {})
     assert emptied.segments[0].words == [] and emptied.segments[0].text == ""
+
+
+def test_edits_in_a_language_without_spaces_keep_its_words() -> None:
+    segment_words = unspaced("客観", "的", "実在", "。")
+    original = Transcript("客観的実在。", "ja", 0.9, 2.0, "m", [
+        Segment(0, 0.0, 1.9, "客観的実在。", words=segment_words)])
+    edited = edits.change(original, original, [SegmentChange(0, text="客観的な実在。")], {})
+    new = edited.segments[0].words
+    # The inserted character joins the word before it; every other word is kept whole.
+    assert [w.word for w in new] == ["客観", "的な", "実在", "。"]
+    assert new[0] == segment_words[0] and new[2:] == segment_words[2:]
+    assert (new[1].start, new[1].end) == (segment_words[1].start, segment_words[1].end)
+    assert not any(w.leading_space for w in new[1:])
+    assert edited.segments[0].text == edited.text == "客観的な実在。"
 
 
 def test_renames_and_taking_them_back() -> None:

@@ -189,10 +189,11 @@ def delta_event(segment: dict[str, Any], first: bool,
     text = str(segment.get("text") or "").strip()
     if not text:
         return None
+    words = [Word(**w) for w in segment.get("words") or []]
+    spaced = not first and (words[0].leading_space if words else True)
     event: dict[str, Any] = {"type": "transcript.text.delta",
-                             "delta": text if first else " " + text}
+                             "delta": " " + text if spaced else text}
     if request.logprobs:
-        words = [Word(**w) for w in segment.get("words") or []]
         probabilities = logprobs(words)
         if probabilities is not None:
             event["logprobs"] = probabilities

@@ -74,6 +74,18 @@ class _Token:
     start: float
     end: float
     speaker: str | None
+    # Whether a space separates this token from the one before (none inside Japanese
+    # or Chinese text), so lines read back exactly as the transcript's text.
+    spaced: bool = True
+
+
+def _joined(tokens: Sequence[_Token]) -> str:
+    return "".join((" " if t.spaced and i else "") + t.text for i, t in enumerate(tokens))
+
+
+def _gaps(tokens: Sequence[_Token]) -> list[int]:
+    """Characters between each token and the one before it (0 for the first)."""
+    return [1 if t.spaced and i else 0 for i, t in enumerate(tokens)]
 
 
 def speaker_prefix(label: str | None) -> str:
@@ -91,17 +103,33 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
+def _glued(previous: _Token, token: _Token) -> bool:
+    """Whether an unspaced token belongs to the word before it on screen.
+
+    A hyphen, apostrophe or punctuation mark never starts or ends a caption line
+    ("self-|substantial", "don|'t", "word| ,"), but the characters of Japanese or
+    Chinese text may break anywhere.
+    """
+    if token.spaced or token.speaker != previous.speaker:
+        return False
+    return not token.text[0].isalnum() or not previous.text[-1].isalnum()
+
+
 def _segment_tokens(segment: Segment) -> list[_Token]:
-    tokens = [
-        _Token(
-            text,
-            word.start,
-            word.end,
-            word.speaker if word.speaker is not None else segment.speaker,
-        )
-        for word in segment.words
-        if (text := _clean(word.word))
-    ]
+    tokens: list[_Token] = []
+    for word in segment.words:
+        text = _clean(word.word)
+        if not text:
+            continue
+        token = _Token(text, word.start, word.end,
+                       word.speaker if word.speaker is not None else segment.speaker,
+                       word.leading_space)
+        if tokens and _glued(tokens[-1], token):
+            last = tokens[-1]
+            last.text += token.text
+            last.end = max(last.end, token.end)
+        else:
+            tokens.append(token)
     if tokens:
         return tokens
     # Without word timings, the segment's span is shared by character count:
@@ -151,16 +179,18 @@ def _ends_clause(text: str) -> bool:
     return stripped.endswith(_SENTENCE_END) or stripped.endswith(_CLAUSE_END)
 
 
-def _line_count(widths: Sequence[int], reserve: int, options: CaptionOptions) -> int:
+def _line_count(
+    widths: Sequence[int], gaps: Sequence[int], reserve: int, options: CaptionOptions
+) -> int:
     """Fewest lines the words need; greedy filling is optimal for counting them.
 
     A line may exceed the limit only when it holds a single word, which is never cut.
     """
     lines = 1
     width = reserve + widths[0]
-    for w in widths[1:]:
-        if width + 1 + w <= options.max_line_chars:
-            width += 1 + w
+    for w, gap in zip(widths[1:], gaps[1:], strict=True):
+        if width + gap + w <= options.max_line_chars:
+            width += gap + w
         else:
             lines += 1
             width = w
@@ -168,20 +198,23 @@ def _line_count(widths: Sequence[int], reserve: int, options: CaptionOptions) ->
 
 
 def _balanced_lines(
-    texts: Sequence[str], reserve: int, count: int, options: CaptionOptions
+    tokens: Sequence[_Token], reserve: int, count: int, options: CaptionOptions
 ) -> tuple[str, ...]:
     """Lay words out on exactly `count` lines of similar width.
 
     Greedy filling leaves a long top line over a stub; minimising the sum of squared
     widths evens them out, with a bonus for breaking after punctuation.
     """
+    texts = [t.text for t in tokens]
+    gaps = _gaps(tokens)
     n = len(texts)
     prefix = [0]
-    for text in texts:
-        prefix.append(prefix[-1] + len(text))
+    for text, gap in zip(texts, gaps, strict=True):
+        prefix.append(prefix[-1] + gap + len(text))
 
     def line_cost(a: int, b: int, first: bool) -> float | None:
-        width = prefix[b] - prefix[a] + (b - a - 1) + (reserve if first else 0)
+        # The gap before a line's first token is not on the line.
+        width = prefix[b] - prefix[a] - gaps[a] + (reserve if first else 0)
         if b - a > 1 and width > options.max_line_chars:
             return None
         bonus = _LINE_BREAK_BONUS if b < n and _ends_clause(texts[b - 1]) else 0.0
@@ -206,7 +239,7 @@ def _balanced_lines(
     b = n
     for k in range(count, 0, -1):
         a = back[k][b]
-        lines.append(" ".join(texts[a:b]))
+        lines.append(_joined(tokens[a:b]))
         b = a
     return tuple(reversed(lines))
 
@@ -223,21 +256,23 @@ def _partition(run: list[_Token], reserve: int, options: CaptionOptions) -> list
     """Choose cue boundaries over a run: fewest cues first, then good breaks and even fill."""
     n = len(run)
     widths = [len(t.text) for t in run]
+    gaps = _gaps(run)
     capacity = max(options.max_lines * options.max_line_chars - reserve, 1)
     best = [math.inf] * (n + 1)
     back = [0] * (n + 1)
     best[0] = 0.0
     for j in range(1, n + 1):
-        chars = -1
+        chars = 0
         latest_end = 0.0
         for i in range(j - 1, -1, -1):
-            chars += widths[i] + 1
+            chars += widths[i] + (gaps[i + 1] if i + 1 < j else 0)
             latest_end = max(latest_end, run[i].end)
             if j - i > 1 and (
                 latest_end - run[i].start > options.max_duration
                 or (
                     reserve + chars > options.max_line_chars
-                    and _line_count(widths[i:j], reserve, options) > options.max_lines
+                    and _line_count(widths[i:j], [0, *gaps[i + 1:j]], reserve, options)
+                    > options.max_lines
                 )
             ):
                 break
@@ -297,10 +332,10 @@ def build_cues(transcript: Transcript, options: CaptionOptions = CaptionOptions(
             label = _clean(transcript.speaker_label(run[0].speaker) or "") or None
             reserve = len(speaker_prefix(label))
             for i, j in _partition(run, reserve, options):
-                texts = [t.text for t in run[i:j]]
-                widths = [len(t) for t in texts]
-                count = _line_count(widths, reserve, options)
-                lines = _balanced_lines(texts, reserve, count, options)
+                cue = run[i:j]
+                count = _line_count([len(t.text) for t in cue], [0, *_gaps(cue)[1:]],
+                                    reserve, options)
+                lines = _balanced_lines(cue, reserve, count, options)
                 end = max(t.end for t in run[i:j])
                 drafts.append((run[i].start, end, lines, label))
     return _settle_times(drafts, options)

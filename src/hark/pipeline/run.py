@@ -25,7 +25,7 @@ from hark.pipeline.diarization.select import borrow_diarizer
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
-from hark.pipeline.transcript import Segment, Speaker, Transcript
+from hark.pipeline.transcript import Segment, Speaker, Transcript, join_segments
 from hark.pipeline.vad import Chunk, VadOptions, detect_speech, plan_speech
 
 # Overall progress at the start of each stage; recognition runs up to "diarizing"
@@ -118,7 +118,7 @@ def _run(
             segment.words = []
     hooks.progress("done", 1.0)
     return Transcript(
-        text=" ".join(s.text for s in segments if s.text),
+        text=join_segments(segments, language),
         language=language,
         language_probability=probability,
         duration=round(duration, 3),
@@ -163,7 +163,7 @@ def _diarize(
         return segments, []
     with borrow_diarizer(settings) as diarizer:
         diarization = diarizer.diarize(audio, regions, options.speakers)
-    segments = assign_speakers(segments, diarization, language)
+    segments = assign_speakers(segments, diarization)
     speakers = speaker_list(diarization)
     if options.identify_speakers and profiles:
         matches = match_speakers(diarization.embeddings, profiles,

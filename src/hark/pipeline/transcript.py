@@ -5,17 +5,23 @@ Fields an engine cannot fill stay None; they are never invented.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 @dataclass
 class Word:
+    """One recognised word. `word` holds no surrounding whitespace; `leading_space`
+    says whether a space separates it from the word before, as the engine wrote it
+    (False inside Japanese or Chinese text, after a hyphen, before "'s")."""
+
     word: str
     start: float
     end: float
     probability: float | None = None
     speaker: str | None = None
+    leading_space: bool = True
 
 
 @dataclass
@@ -88,11 +94,34 @@ class Transcript:
         return speaker_id
 
 
-def join_words(words: list[str]) -> str:
-    """Join engine word tokens into display text.
+# Scripts written without spaces between words.
+UNSPACED_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "my", "bo"})
 
-    Whisper words carry their own leading space; other engines give bare words.
-    """
-    if all(w.startswith(" ") or not w for w in words):
-        return "".join(words).strip()
-    return " ".join(w.strip() for w in words if w.strip())
+
+def join_words(words: Sequence[Word]) -> str:
+    """The text the words spell, spaced where the engine put spaces."""
+    parts: list[str] = []
+    for word in words:
+        text = word.word.strip()
+        if not text:
+            continue
+        if parts and word.leading_space:
+            parts.append(" ")
+        parts.append(text)
+    return "".join(parts)
+
+
+def join_segments(segments: Sequence[Segment], language: str | None = None) -> str:
+    """A transcript's full text: segments joined the way their first words attach."""
+    parts: list[str] = []
+    for segment in segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        if parts:
+            spaced = (segment.words[0].leading_space if segment.words
+                      else language not in UNSPACED_LANGUAGES)
+            if spaced:
+                parts.append(" ")
+        parts.append(text)
+    return "".join(parts)

@@ -19,7 +19,7 @@ from hark.pipeline.captions import (
     speaker_prefix,
     to_milliseconds,
 )
-from hark.pipeline.transcript import Segment, Transcript
+from hark.pipeline.transcript import Segment, Transcript, join_segments
 
 __all__ = [
     "FORMATS",
@@ -66,16 +66,16 @@ def _render_txt(transcript: Transcript, options: CaptionOptions) -> str:
     if not any(s.speaker is not None for s in transcript.segments):
         return "".join(_clean(s.text) + "\n" for s in segments)
     # Diarized text reads like a script: one paragraph per speaker turn.
-    turns: list[tuple[str | None, list[str]]] = []
+    turns: list[tuple[str | None, list[Segment]]] = []
     for segment in segments:
         if turns and turns[-1][0] == segment.speaker:
-            turns[-1][1].append(_clean(segment.text))
+            turns[-1][1].append(segment)
         else:
-            turns.append((segment.speaker, [_clean(segment.text)]))
+            turns.append((segment.speaker, [segment]))
     paragraphs = []
-    for speaker, texts in turns:
+    for speaker, turn in turns:
         label = _clean(transcript.speaker_label(speaker) or "")
-        body = " ".join(texts)
+        body = _clean(join_segments(turn, transcript.language))
         paragraphs.append(f"{label}: {body}" if label else body)
     return "\n\n".join(paragraphs) + "\n" if paragraphs else ""
 

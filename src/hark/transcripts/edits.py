@@ -25,12 +25,19 @@ revision is the original plus its own edits, and restoring one is copying them.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from difflib import SequenceMatcher
 from typing import Any
 
 from hark.errors import OptionError
-from hark.pipeline.transcript import Segment, Speaker, Transcript, Word, join_words
+from hark.pipeline.transcript import (
+    Segment,
+    Speaker,
+    Transcript,
+    Word,
+    join_segments,
+    join_words,
+)
 from hark.speakers.service import validate_name
 
 MAX_TEXT_CHARS = 10_000
@@ -132,7 +139,7 @@ def rename(transcript: Transcript, original: Transcript, speaker_id: str, name: 
 
 def full_text(transcript: Transcript) -> str:
     """The transcript's text from its segments, as the pipeline builds it."""
-    return " ".join(s.text for s in transcript.segments if s.text)
+    return join_segments(transcript.segments, transcript.language)
 
 
 def _set_speaker(transcript: Transcript, original: Transcript, speaker_id: str,
@@ -155,8 +162,44 @@ def _segment_from(data: dict[str, Any]) -> Segment:
                    words=[Word(**w) for w in data.get("words", [])])
 
 
-def _styled(token: str, spaced: bool) -> str:
-    return " " + token if spaced else token
+def _tokens(old: list[Word], text: str) -> list[tuple[str, bool]]:
+    """The new text cut into words, each with whether a space comes before it.
+
+    Text splits at spaces, and also where the old words' boundaries survive in the new
+    text (found by a character diff), so scripts written without spaces and words
+    joined by a hyphen or apostrophe keep their words' granularity.
+    """
+    owner: list[int] = []  # for each character of the old text, the word it belongs to
+    for index, word in enumerate(old):
+        if owner and word.leading_space:
+            owner.append(-1)
+        owner.extend([index] * len(word.word.strip()))
+    mapped = [-1] * len(text)
+    matcher = SequenceMatcher(None, join_words(old), text, autojunk=False)
+    for a, b, size in matcher.get_matching_blocks():
+        for k in range(size):
+            mapped[b + k] = owner[a + k]
+    tokens: list[tuple[str, bool]] = []
+    # The first word attaches to the previous segment the way the old first word did.
+    current, spaced, last_owner = "", old[0].leading_space, -1
+    for position, char in enumerate(text):
+        if char == " ":
+            if current:
+                tokens.append((current, spaced))
+            current, spaced, last_owner = "", True, -1
+            continue
+        here = mapped[position]
+        # Only a boundary between two old words that were written together splits a
+        # chunk; a chance match of single letters elsewhere must not.
+        if current and here == last_owner + 1 >= 1 and not old[here].leading_space:
+            tokens.append((current, spaced))
+            current, spaced = "", False
+        current += char
+        if here >= 0:
+            last_owner = here
+    if current:
+        tokens.append((current, spaced))
+    return tokens
 
 
 def _retext(segment: Segment, text: str, field: str) -> None:
@@ -168,39 +211,39 @@ def _retext(segment: Segment, text: str, field: str) -> None:
     old = segment.words
     if not old:
         return
-    tokens = cleaned.split()
-    # Whisper's words carry their leading space; other engines' do not.
-    spaced = all(w.word.startswith(" ") for w in old)
-    matcher = SequenceMatcher(None, [w.word.strip() for w in old], tokens, autojunk=False)
+    tokens = _tokens(old, cleaned)
+    matcher = SequenceMatcher(None, [w.word.strip() for w in old], [t for t, _ in tokens],
+                              autojunk=False)
     words: list[Word] = []
     for operation, i1, i2, j1, j2 in matcher.get_opcodes():
         if operation == "equal":
-            words.extend(old[i1:i2])
+            words.extend(replace(w, leading_space=spaced)
+                         for w, (_, spaced) in zip(old[i1:i2], tokens[j1:j2], strict=True))
         elif operation == "replace":
-            words.extend(_spread(tokens[j1:j2], old[i1:i2], spaced))
+            words.extend(_spread(tokens[j1:j2], old[i1:i2]))
         elif operation == "insert":
             before = old[i1 - 1] if i1 > 0 else None
             after = old[i1] if i1 < len(old) else None
             at = before.end if before is not None else after.start if after else segment.start
             speaker = (before or after or old[0]).speaker
-            words.extend(Word(_styled(t, spaced), at, at, None, speaker)
-                         for t in tokens[j1:j2])
+            words.extend(Word(t, at, at, None, speaker, spaced) for t, spaced in tokens[j1:j2])
     segment.words = words
 
 
-def _spread(tokens: list[str], old: list[Word], spaced: bool) -> list[Word]:
+def _spread(tokens: list[tuple[str, bool]], old: list[Word]) -> list[Word]:
     """New words for a replaced run of old ones, within the run's time span."""
     if len(tokens) == len(old):
-        return [Word(_styled(t, spaced), w.start, w.end, None, w.speaker)
-                for t, w in zip(tokens, old, strict=True)]
+        return [Word(t, w.start, w.end, None, w.speaker, spaced)
+                for (t, spaced), w in zip(tokens, old, strict=True)]
     start, end = old[0].start, old[-1].end
-    total = sum(len(t) for t in tokens)
+    total = sum(len(t) for t, _ in tokens)
     words, used = [], 0
-    for token in tokens:
+    for token, spaced in tokens:
         begin = start + (end - start) * used / total
         used += len(token)
-        words.append(Word(_styled(token, spaced), round(begin, 3),
-                          round(start + (end - start) * used / total, 3), None, old[0].speaker))
+        words.append(Word(token, round(begin, 3),
+                          round(start + (end - start) * used / total, 3), None, old[0].speaker,
+                          spaced))
     return words
 
 
@@ -218,6 +261,6 @@ def _reword(segment: Segment, change: WordChange, field: str) -> None:
     word = segment.words[change.index]
     if cleaned == word.word.strip():
         return
-    word.word = _styled(cleaned, word.word.startswith(" "))
+    word.word = cleaned
     word.probability = None
-    segment.text = join_words([w.word for w in segment.words])
+    segment.text = join_words(segment.words)

@@ -8,10 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from hark.pipeline.diarization.base import Diarization, SpeakerTurn
-from hark.pipeline.transcript import Segment, Speaker, Word
-
-# Scripts written without spaces between words.
-_UNSPACED_LANGUAGES = frozenset({"ja", "zh", "yue", "th", "lo", "my", "bo"})
+from hark.pipeline.transcript import Segment, Speaker, Word, join_words
 
 
 class TurnIndex:
@@ -48,7 +45,7 @@ def _distance(turn: SpeakerTurn, time: float) -> float:
 
 
 def assign_speakers(
-    segments: list[Segment], diarization: Diarization, language: str | None = None
+    segments: list[Segment], diarization: Diarization
 ) -> list[Segment]:
     """Each word takes the speaker active at its midpoint; segments split where it changes."""
     index = TurnIndex(diarization.turns)
@@ -69,20 +66,19 @@ def assign_speakers(
             out.append(replace(segment, speaker=words[0].speaker, words=words))
             continue
         for run in runs:
-            out.append(_sub_segment(segment, run, language))
+            out.append(_sub_segment(segment, run))
     for number, segment in enumerate(out):
         segment.id = number
     return out
 
 
-def _sub_segment(parent: Segment, words: list[Word], language: str | None) -> Segment:
-    joiner = "" if language in _UNSPACED_LANGUAGES else " "
+def _sub_segment(parent: Segment, words: list[Word]) -> Segment:
     probabilities = [w.probability for w in words if w.probability is not None]
     return replace(
         parent,
         start=words[0].start,
         end=words[-1].end,
-        text=joiner.join(w.word for w in words).strip(),
+        text=join_words(words),
         speaker=words[0].speaker,
         confidence=float(np.mean(probabilities)) if probabilities else parent.confidence,
         words=words,

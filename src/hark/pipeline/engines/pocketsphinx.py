@@ -151,7 +151,7 @@ def chunk_segment(raw: list[sphinx_worker.RawWord], offset: float) -> Segment | 
         id=0,
         start=words[0].start,
         end=words[-1].end,
-        text=join_words([w.word for w in words]),
+        text=join_words(words),
         confidence=round(float(np.mean([w.probability or 0.0 for w in words])), 4),
         words=words,
     )

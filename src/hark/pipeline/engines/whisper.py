@@ -132,8 +132,9 @@ class WhisperEngine:
 def convert_segments(segments: Iterable[Any]) -> Iterator[Segment]:
     for seg in segments:
         words = [
-            Word(word=w.word.strip(), start=w.start, end=w.end, probability=w.probability)
-            for w in (seg.words or [])
+            Word(word=w.word.strip(), start=w.start, end=w.end, probability=w.probability,
+                 leading_space=w.word[:1].isspace())
+            for w in (seg.words or []) if w.word.strip()
         ]
         confidence = (
             float(np.mean([w.probability for w in words]))

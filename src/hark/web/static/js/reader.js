@@ -170,7 +170,8 @@ export class Reader {
         "data-start": String(word.start), "data-end": String(word.end),
         title: low ? `Low confidence (${Math.round(probability * 100)}%)` : null },
       word.word.trim());
-      if (index) node.append(" ");
+      // Words say whether a space precedes them (none inside Japanese, after a hyphen).
+      if (index && word.leading_space !== false) node.append(" ");
       node.append(span);
       this.words.push({ start: word.start, end: word.end, node: span, segment: node });
     });
