@@ -40,7 +40,7 @@ COPY src ./src
 # goes in with --no-deps, as in the README: its declared requirements do not install on
 # current Pythons and the `diarization` extra provides what it really needs.
 # hadolint ignore=DL3013
-RUN pip install ".[all]" \
+RUN pip install ".[all,scaled]" \
     && pip install --no-deps "resemblyzer==0.1.4"
 
 # ---------------------------------------------------------------------------------------
@@ -67,7 +67,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 # hadolint ignore=DL3013
-RUN pip install ".[all]" \
+RUN pip install ".[all,scaled]" \
     && pip install --no-deps "resemblyzer==0.1.4"
 
 # ---------------------------------------------------------------------------------------

@@ -28,8 +28,11 @@ def corpus_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings isolated from the environment, with an empty data and model directory."""
-    return Settings(_env_file=None, data_dir=tmp_path / "data", asr_processes=2)
+    """Settings isolated from the environment, with an empty data and model directory
+    and the installed model packages ignored (`auto` means pocketsphinx here; tests of
+    the Whisper default say so with `model_packages=True`)."""
+    return Settings(_env_file=None, data_dir=tmp_path / "data", asr_processes=2,
+                    model_packages=False)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +50,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     data = tmp_path / "hark-data"
     monkeypatch.setenv("HARK_DATA_DIR", str(data))
     monkeypatch.setenv("HARK_ASR_PROCESSES", "2")
+    monkeypatch.setenv("HARK_MODEL_PACKAGES", "false")
     get_settings.cache_clear()
     yield data
     get_settings.cache_clear()

@@ -218,7 +218,8 @@ def test_dockerfile_builders_install_cpu_torch_and_the_package() -> None:
         assert "--index-url https://download.pytorch.org/whl/cpu" in torch_runs[0], name
         assert torch_pin in torch_runs[0], (name, torch_pin, torch_runs)
         installs = " ".join(runs)
-        assert "pip install .[all]" in installs, name
+        # One image for every role: the one-machine extras and scaled mode's clients.
+        assert "pip install .[all,scaled]" in installs, name
         assert "pip install --no-deps" in installs and "resemblyzer" in installs, name
         assert "-e " not in installs and "--editable" not in installs, name
 

@@ -12,7 +12,8 @@ from faster_whisper.utils import available_models
 from tqdm import tqdm
 
 from hark.errors import ModelDownloadError, ModelNotInstalledError, UnknownModelError
-from hark.pipeline import model_store
+from hark.pipeline import model_packages, model_store
+from hark.pipeline.model_files import SOURCE_FILE, read_source
 from hark.pipeline.model_store import (
     QUALITY_ORDER,
     WHISPER_REPOS,
@@ -49,6 +50,13 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def no_model_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model directory and the hub alone; model packages have their own tests."""
+    monkeypatch.setattr(model_packages, "PACKAGES", ())
+    monkeypatch.setattr(model_packages, "BY_MODEL", {})
 
 
 @pytest.fixture
@@ -138,7 +146,9 @@ def test_installed_models_sorted_by_quality_with_sizes(model_dir: Path) -> None:
     assert [m.name for m in listed] == [
         "large-v2", "medium.en", "base", "base.en", "tiny", "my-finetune",
     ]
-    assert listed[0] == InstalledModel("large-v2", model_dir / "large-v2", 40 + 2 + 2)
+    assert listed[0] == InstalledModel("large-v2", model_dir / "large-v2", 40 + 2 + 2,
+                                       source="local", english_only=False)
+    assert (listed[1].english_only, listed[-1].english_only) == (True, None)
     best = best_installed(model_dir)
     assert best is not None and best.name == "large-v2"
 
@@ -168,8 +178,11 @@ def test_pull_downloads_only_the_model_files(
     model = pull("tiny", model_dir, endpoint=hub.url, progress=False)
 
     expected = fake_whisper_files("tiny")
-    assert model == InstalledModel("tiny", model_dir / "tiny", model_files_size("tiny"))
-    assert sorted(p.name for p in model.path.iterdir()) == sorted(expected)
+    assert model == InstalledModel("tiny", model_dir / "tiny", model_files_size("tiny"),
+                                   source="hub", english_only=False)
+    # The model's files, and a note of where they came from.
+    assert sorted(p.name for p in model.path.iterdir()) == sorted([*expected, SOURCE_FILE])
+    assert read_source(model.path)["repo_id"] == WHISPER_REPOS["tiny"]
     for name, data in expected.items():
         assert (model.path / name).read_bytes() == data
     assert list(model_dir.iterdir()) == [model.path]  # no staging directory left

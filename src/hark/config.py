@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     model_dir: Path | None = None
     default_model: str = "auto"
+    # Whisper models installed as Python packages (hark[whisper-base], ...) count as
+    # installed; off, only HARK_MODEL_DIR and downloads do.
+    model_packages: bool = True
     allow_downloads: bool = False
     hf_endpoint: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -40,7 +43,8 @@ class Settings(BaseSettings):
     speaker_match_threshold: float = Field(default=0.80, gt=0, le=1)
     database_url: str | None = None
     log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    # auto: human-readable lines on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
     # The service (`hark serve`).
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

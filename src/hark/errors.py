@@ -2,6 +2,7 @@
 
     HarkError                              code              status
     ├── MediaError
+    │   ├── MediaNotFoundError             FILE_NOT_FOUND       404
     │   ├── UnsupportedMediaError          UNSUPPORTED_MEDIA    415
     │   ├── NoAudioStreamError             NO_AUDIO_STREAM      422
     │   ├── EmptyMediaError                EMPTY_MEDIA          422
@@ -13,7 +14,8 @@
     ├── ModelError
     │   ├── UnknownModelError              UNKNOWN_MODEL        404
     │   ├── ModelNotInstalledError         MODEL_NOT_INSTALLED  409
-    │   └── ModelDownloadError             MODEL_DOWNLOAD_FAILED 502
+    │   ├── ModelDownloadError             MODEL_DOWNLOAD_FAILED 502
+    │   └── ModelIntegrityError            MODEL_CORRUPT        500
     ├── MissingDependencyError             MISSING_DEPENDENCY   501
     ├── ManifestError                      INVALID_MANIFEST     422
     ├── NotFoundError                      NOT_FOUND            404
@@ -62,6 +64,13 @@ class HarkError(Exception):
 class MediaError(HarkError):
     code = "INVALID_MEDIA"
     status_code = 422
+
+
+class MediaNotFoundError(MediaError):
+    """The named file does not exist (a path given on the command line, say)."""
+
+    code = "FILE_NOT_FOUND"
+    status_code = 404
 
 
 class UnsupportedMediaError(MediaError):
@@ -118,6 +127,13 @@ class ModelNotInstalledError(ModelError):
 class ModelDownloadError(ModelError):
     code = "MODEL_DOWNLOAD_FAILED"
     status_code = 502
+
+
+class ModelIntegrityError(ModelError):
+    """A model file does not match the checksum it shipped with."""
+
+    code = "MODEL_CORRUPT"
+    status_code = 500
 
 
 class MissingDependencyError(HarkError):

