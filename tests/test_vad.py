@@ -7,6 +7,8 @@ import pytest
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.vad import (
     Chunk,
+    Region,
+    SpeechMap,
     VadOptions,
     fixed_windows,
     pack_regions,
@@ -18,11 +20,23 @@ def seconds(a: float, b: float) -> Chunk:
     return Chunk(int(a * SAMPLE_RATE), int(b * SAMPLE_RATE))
 
 
-def test_pack_regions_merges_neighbours_within_the_limit() -> None:
+def span(a: float, b: float) -> Region:
+    return Region(int(a * SAMPLE_RATE), int(b * SAMPLE_RATE))
+
+
+def test_pack_regions_gathers_speech_and_leaves_the_silence_out() -> None:
     regions = [seconds(0, 4), seconds(5, 9), seconds(10, 14), seconds(20, 22)]
     packed = pack_regions(regions, max_chunk_seconds=10)
-    assert packed == [seconds(0, 9), seconds(10, 14), seconds(20, 22)]
-    assert pack_regions(regions, max_chunk_seconds=12) == [seconds(0, 9), seconds(10, 22)]
+    # 4 + 4 s of speech fit in 10 s; a third 4 s region would not.
+    assert [(c.start, c.end, c.parts) for c in packed] == [
+        (0, 9 * SAMPLE_RATE, (span(0, 4), span(5, 9))),
+        (10 * SAMPLE_RATE, 22 * SAMPLE_RATE, (span(10, 14), span(20, 22)))]
+    assert packed[0].speech_samples == 8 * SAMPLE_RATE
+    # The 6 s pause inside the second chunk is not part of its speech.
+    audio = np.arange(22 * SAMPLE_RATE, dtype=np.float32)
+    speech = packed[1].speech(audio)
+    assert speech.shape[0] == 6 * SAMPLE_RATE
+    assert speech[4 * SAMPLE_RATE] == 20 * SAMPLE_RATE
 
 
 def test_pack_regions_never_exceeds_the_limit() -> None:
@@ -31,11 +45,22 @@ def test_pack_regions_never_exceeds_the_limit() -> None:
     regions = [seconds(s, s + rng.uniform(0.1, 2.0)) for s in starts]
     regions = [r for i, r in enumerate(regions) if i == 0 or r.start >= regions[i - 1].end]
     packed = pack_regions(regions, max_chunk_seconds=8)
-    assert all(c.seconds <= 8 + 1e-9 for c in packed)
-    assert packed[0].start == regions[0].start and packed[-1].end == regions[-1].end
-    # Every region lies inside exactly one chunk.
-    for region in regions:
-        assert sum(c.start <= region.start and region.end <= c.end for c in packed) == 1
+    assert all(c.speech_samples <= 8 * SAMPLE_RATE for c in packed)
+    # Every region is a part of exactly one chunk, in order.
+    assert [p for c in packed for p in c.parts] == [Region(r.start, r.end) for r in regions]
+
+
+def test_speech_map_takes_speech_times_back_to_the_recording() -> None:
+    chunks = pack_regions([seconds(1, 3), seconds(10, 12), seconds(20, 21)], 4)
+    speech = SpeechMap(chunks)
+    assert speech.samples == 5 * SAMPLE_RATE
+    # 0-2 s of speech is 1-3 s; 2-4 s is 10-12 s; 4-5 s is 20-21 s.
+    assert speech.to_recording(0.5) == 1.5
+    assert speech.to_recording(2.5) == 10.5
+    assert speech.to_recording(4.25) == 20.25
+    # A time at a join belongs to the part named, so a word keeps both ends in one part.
+    assert speech.to_recording(2.0, speech.part_of(1.9)) == 3.0
+    assert speech.to_recording(2.0) == 10.0
 
 
 def test_fixed_windows_cover_every_sample() -> None:
@@ -71,7 +96,7 @@ def test_real_speech_with_pauses_is_split_into_bounded_chunks(corpus_dir: Path) 
     # Longer chunks allowed: fewer, and still bounded.
     long_chunks = speech_chunks(audio, VadOptions(), 30)
     assert len(long_chunks) < len(chunks)
-    assert all(c.seconds <= 30 for c in long_chunks)
+    assert all(c.speech_samples <= 30 * SAMPLE_RATE for c in long_chunks)
 
 
 @pytest.mark.corpus

@@ -100,12 +100,19 @@ def evaluate_asr(
     items: list[ManifestItem], options: TranscribeOptions, settings: Settings,
     on_result: Callable[[ItemResult], None] | None = None,
 ) -> EvalReport:
-    """Transcribe every item and score it; speed excludes the one-off model load."""
-    model = resolve_model(options.model, settings)
-    with borrow_engine(model, settings) as engine:
-        report = EvalReport(model=engine.name)
+    """Transcribe every item and score it; speed excludes the one-off model loads.
+
+    `auto` is resolved per item, for the item's language, as a job would resolve it.
+    """
+    models = {item.id: resolve_model(options.model, settings,
+                                     options.language or item.language) for item in items}
+    names = []
+    for model in dict.fromkeys(models.values()):
+        with borrow_engine(model, settings) as engine:
+            names.append(engine.name)
+    report = EvalReport(model=", ".join(names) or resolve_model(options.model, settings))
     for item in items:
-        result = _evaluate_item(item, replace(options, model=model), settings)
+        result = _evaluate_item(item, replace(options, model=models[item.id]), settings)
         report.items.append(result)
         if on_result is not None:
             on_result(result)

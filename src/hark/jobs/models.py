@@ -46,6 +46,9 @@ class Job(IdMixin, TenantMixin, TimestampMixin, Base):
     model: Mapped[str] = mapped_column(String(255))
     # The transcript's language once the job completed: the one asked for, or detected.
     language: Mapped[str | None] = mapped_column(String(16))
+    # What a reader of the transcript should know (an English-only model used on a
+    # recording whose language was not given, say).
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)

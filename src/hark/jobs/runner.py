@@ -246,7 +246,7 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
     won = _final_write(ctx, lambda session: service.complete(
         session, claim, result_key=key, duration=transcript.duration, model=transcript.model,
         language=transcript.language, timings=transcript.timings,
-        has_webhook=job.has_webhook))
+        warnings=transcript.warnings, has_webhook=job.has_webhook))
     if not won:
         ctx.storage.delete_prefix(key)
         log.info("job %s: result discarded, the job was canceled or reassigned", claim.job_id)
@@ -255,7 +255,7 @@ def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
         "type": "completed", "job_id": claim.job_id, "status": "completed", "progress": 1.0,
         "duration": transcript.duration, "language": transcript.language,
         "model": transcript.model, "segments": len(transcript.segments),
-        "timings": transcript.timings})
+        "timings": transcript.timings, "warnings": transcript.warnings})
     ctx.channel.job_finished(transcript.model, "completed", transcript.duration,
                              transcript.timings)
     # An earlier attempt may have stored its result and then lost its completion write.

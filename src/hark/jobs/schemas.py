@@ -20,6 +20,7 @@ from hark.pipeline.engines.select import (
     model_key,
     resolve_model,
 )
+from hark.pipeline.languages import language_code
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
 
@@ -47,7 +48,7 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(default=None, max_length=512)
-    language: str | None = Field(default=None, max_length=16)
+    language: str | None = Field(default=None, max_length=32)
     task: Literal["transcribe", "translate"] = "transcribe"
     diarize: bool = False
     num_speakers: int | None = Field(default=None, ge=1, le=32)
@@ -99,7 +100,8 @@ class JobOptions(BaseModel):
 
     def resolve(self, settings: Settings) -> tuple[TranscribeOptions, str]:
         """Validated pipeline options and the concrete model the job will run on."""
-        model = resolve_model(self.model, settings)
+        language = language_code(self.language) if self.language else None
+        model = resolve_model(self.model, settings, language)
         try:
             check_model_name(model, settings)
         except UnknownModelError as exc:
@@ -107,8 +109,8 @@ class JobOptions(BaseModel):
         if not settings.allow_downloads and not model_available(model, settings):
             raise ModelNotInstalledError(
                 f"model {model!r} is not installed; install it with `hark models pull "
-                f"{model_key(model)}` (jobs never download models unless HARK_ALLOW_DOWNLOADS "
-                "is set)", field="model", model=model)
+                f"{model_key(model)}` on the server (jobs never download models unless "
+                "HARK_ALLOW_DOWNLOADS is set)", field="model", model=model)
         return self.pipeline_options(model), model
 
     def stored(self) -> dict[str, Any]:
@@ -165,6 +167,8 @@ class JobOut(BaseModel):
     duration: float | None
     options: dict[str, Any]
     model: str
+    language: str | None
+    warnings: list[str]
     queue: str
     priority: int
     attempts: int

@@ -215,12 +215,14 @@ def record_progress(session: Session, claim: Claim, stage: str, progress: float)
 def complete(
     session: Session, claim: Claim, *, result_key: str, duration: float, model: str,
     language: str | None, timings: dict[str, float], has_webhook: bool,
+    warnings: list[str] | None = None,
 ) -> bool:
     now = utcnow()
     return JobRepository(session).fenced_update(
         claim.job_id, claim.worker_id, claim.attempt, status=COMPLETED, progress=1.0,
         stage="done", result_key=result_key, duration=duration, model=model,
-        language=language, timings=timings, finished_at=now, lease_expires_at=None, updated_at=now,
+        language=language, timings=timings, warnings=warnings or None, finished_at=now,
+        lease_expires_at=None, updated_at=now,
         **_webhook_due(has_webhook, now))
 
 

@@ -28,7 +28,8 @@ def job_dict(job: Job | Row[Any] | SimpleNamespace) -> dict[str, Any]:
     return {
         "id": job.id, "status": job.status, "progress": job.progress, "stage": job.stage,
         "filename": job.filename, "duration": job.duration, "options": _options(job.options),
-        "model": job.model, "language": job.language, "queue": job.queue, "priority": job.priority,
+        "model": job.model, "language": job.language, "warnings": job.warnings or [],
+        "queue": job.queue, "priority": job.priority,
         "attempts": job.attempts, "created_at": _time(job.created_at),
         "started_at": _time(job.started_at), "finished_at": _time(job.finished_at),
         "error": job.error, "timings": job.timings, "purged": job.purged, "webhook": webhook,
@@ -52,7 +53,8 @@ def current_state_events(job: Job) -> list[Event]:
     if job.status == COMPLETED:
         events.append({"type": "completed", "job_id": job.id, "status": job.status,
                        "progress": 1.0, "duration": job.duration, "language": job.language,
-                       "model": job.model, "timings": job.timings})
+                       "model": job.model, "timings": job.timings,
+                       "warnings": job.warnings or []})
     elif job.status == FAILED:
         events.append({"type": "failed", "job_id": job.id, "status": job.status,
                        "error": job.error})

@@ -22,9 +22,10 @@ from hark.pipeline.diarization.assign import assign_speakers, speaker_list
 from hark.pipeline.diarization.base import Diarization, DiarizationOptions
 from hark.pipeline.diarization.identify import VoiceProfile, match_speakers
 from hark.pipeline.diarization.select import borrow_diarizer
-from hark.pipeline.engines.base import Engine
+from hark.pipeline.engines.base import Engine, Recognition
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.phrases import split_segment
 from hark.pipeline.transcript import Segment, Speaker, Transcript, join_segments
 from hark.pipeline.vad import Chunk, VadOptions, detect_speech, plan_speech
 
@@ -57,7 +58,7 @@ def transcribe_file(
 ) -> Transcript:
     hooks = hooks or Hooks()
     info = probe(path, max_seconds=settings.max_audio_seconds)
-    model = resolve_model(options.model, settings)
+    model = resolve_model(options.model, settings, options.language)
     hooks.progress("loading")
     with borrow_engine(model, settings) as engine:
         engine.check(options)
@@ -73,7 +74,8 @@ def transcribe_audio(
     hooks: Hooks | None = None, profiles: Sequence[VoiceProfile] = (),
 ) -> Transcript:
     """The same pipeline on samples already decoded to 16 kHz mono float32."""
-    with borrow_engine(resolve_model(options.model, settings), settings) as engine:
+    with borrow_engine(resolve_model(options.model, settings, options.language),
+                       settings) as engine:
         engine.check(options)
         return _run(engine, audio, options, settings, hooks or Hooks(), {}, profiles)
 
@@ -103,7 +105,8 @@ def _run(
 
     started = time.perf_counter()
     end = _STAGE_START["diarizing"] if options.diarize else 1.0
-    segments, language, probability = _recognize(engine, audio, chunks, options, hooks, end)
+    segments, recognition = _recognize(engine, audio, chunks, options, hooks, end)
+    language = recognition.language
     timings["transcribe"] = time.perf_counter() - started
 
     speakers: list[Speaker] = []
@@ -120,38 +123,40 @@ def _run(
     return Transcript(
         text=join_segments(segments, language),
         language=language,
-        language_probability=probability,
+        language_probability=recognition.language_probability,
         duration=round(duration, 3),
         model=engine.name,
         segments=segments,
         speakers=speakers,
         timings={k: round(v, 4) for k, v in timings.items()},
+        warnings=recognition.warnings,
     )
 
 
 def _recognize(
     engine: Engine, audio: np.ndarray, chunks: list[Chunk], options: TranscribeOptions,
     hooks: Hooks, end: float,
-) -> tuple[list[Segment], str | None, float | None]:
+) -> tuple[list[Segment], Recognition]:
     segments: list[Segment] = []
     if not chunks:
-        return segments, options.language, None
+        return segments, Recognition(options.language, None, iter(()))
     base = _STAGE_START["transcribing"]
     hooks.progress("transcribing", base)
     duration = audio.shape[0] / SAMPLE_RATE
     recognition = engine.recognize(audio, chunks, options)
     try:
-        for segment in recognition.segments:
-            segment.id = len(segments)
-            segments.append(segment)
-            if hooks.on_segment is not None:
-                hooks.on_segment(segment)
-            hooks.progress("transcribing", base + (end - base) * segment.end / duration)
+        for decoded in recognition.segments:
+            for segment in split_segment(decoded):
+                segment.id = len(segments)
+                segments.append(segment)
+                if hooks.on_segment is not None:
+                    hooks.on_segment(segment)
+            hooks.progress("transcribing", base + (end - base) * decoded.end / duration)
     finally:
         close = getattr(recognition.segments, "close", None)
         if close is not None:
             close()
-    return segments, recognition.language, recognition.language_probability
+    return segments, recognition
 
 
 def _diarize(

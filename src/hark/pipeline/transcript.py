@@ -60,6 +60,9 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     speakers: list[Speaker] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # What a reader should know about how the transcript was made (e.g. an English-only
+    # engine used on a recording whose language was not given).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +85,7 @@ class Transcript:
             segments=segments,
             speakers=[Speaker(**s) for s in data.get("speakers", [])],
             timings=dict(data.get("timings", {})),
+            warnings=[str(w) for w in data.get("warnings") or []],
         )
 
     def speaker_label(self, speaker_id: str | None) -> str | None:

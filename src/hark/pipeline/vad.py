@@ -1,13 +1,17 @@
 """Voice-activity detection: where the speech is, cut into chunks engines can take.
 
-Silero (the ONNX model inside faster-whisper's wheel) finds speech regions; regions
-are then packed into chunks no longer than an engine wants. A chunk spans from the
-start of its first region to the end of its last, so times inside a chunk are the
-recording's times shifted by the chunk start, and no timestamp remapping is needed.
+Silero (the ONNX model inside faster-whisper's wheel) finds speech regions. Engines
+that want long inputs (Whisper's 30 s window) get chunks made of consecutive regions
+with the silence between them left out, as faster-whisper does with its own VAD: a
+window then holds up to 30 s of speech, recordings with pauses need fewer windows, and
+the model never sees long stretches of nothing. `SpeechMap` takes times on a chunk's
+speech back to times in the recording.
 """
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +34,7 @@ class VadOptions:
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Region:
     """A span of the recording, in samples at 16 kHz."""
 
     start: int
@@ -47,6 +51,34 @@ class Chunk:
     @property
     def seconds(self) -> float:
         return (self.end - self.start) / SAMPLE_RATE
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Chunk(Region):
+    """What an engine decodes in one piece: the speech `parts` between `start` and
+    `end`, joined with the silence between them left out. A chunk of one part is
+    just that span of the recording."""
+
+    parts: tuple[Region, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            object.__setattr__(self, "parts", (Region(self.start, self.end),))
+
+    @property
+    def speech_samples(self) -> int:
+        return sum(p.samples for p in self.parts)
+
+    def speech(self, audio: np.ndarray) -> np.ndarray:
+        """The chunk's samples: its parts, back to back."""
+        if len(self.parts) == 1:
+            return np.asarray(audio[self.start:self.end], dtype=np.float32)
+        return np.concatenate([audio[p.start:p.end] for p in self.parts]).astype(
+            np.float32, copy=False)
 
 
 def detect_speech(audio: np.ndarray, options: VadOptions, max_region_seconds: float) -> list[Chunk]:
@@ -67,16 +99,21 @@ def detect_speech(audio: np.ndarray, options: VadOptions, max_region_seconds: fl
     return [Chunk(int(r["start"]), int(r["end"])) for r in regions]
 
 
-def pack_regions(regions: list[Chunk], max_chunk_seconds: float) -> list[Chunk]:
-    """Merge neighbouring regions while the merged span stays within the limit."""
+def pack_regions(regions: Sequence[Region], max_chunk_seconds: float) -> list[Chunk]:
+    """Consecutive regions gathered into chunks holding at most `max_chunk_seconds` of
+    speech each (the silence between regions does not count: it is left out)."""
     limit = int(max_chunk_seconds * SAMPLE_RATE)
-    packed: list[Chunk] = []
+    groups: list[list[Region]] = []
+    held = 0
     for region in regions:
-        if packed and region.end - packed[-1].start <= limit:
-            packed[-1] = Chunk(packed[-1].start, region.end)
+        if groups and held + region.samples <= limit:
+            groups[-1].append(region)
+            held += region.samples
         else:
-            packed.append(region)
-    return packed
+            groups.append([region])
+            held = region.samples
+    return [Chunk(g[0].start, g[-1].end, tuple(Region(r.start, r.end) for r in g))
+            for g in groups]
 
 
 def fixed_windows(num_samples: int, window_seconds: float) -> list[Chunk]:
@@ -99,9 +136,9 @@ def plan_speech(
 ) -> SpeechPlan:
     """VAD speech, or the whole audio in windows when `options` is None.
 
-    With `pack`, neighbouring regions are merged (silence between them included) into
-    chunks of up to the limit; without, each speech region is its own chunk. With VAD
-    off, regions are still found when `need_regions` asks for them.
+    With `pack`, consecutive regions are gathered into chunks of up to the limit;
+    without, each speech region is its own chunk. With VAD off, regions are still
+    found when `need_regions` asks for them.
     """
     max_seconds = engine_chunk_seconds
     if options is not None and options.max_chunk_seconds is not None:
@@ -119,3 +156,32 @@ def speech_chunks(
     pack: bool = True,
 ) -> list[Chunk]:
     return plan_speech(audio, options, engine_chunk_seconds, pack).chunks
+
+
+class SpeechMap:
+    """Times on chunks' speech laid end to end, taken back to the recording's times.
+
+    The chunks are laid out in order on a "speech timeline" (each chunk's parts back
+    to back); a time on it belongs to the part it falls in and moves by the silence
+    left out before that part.
+    """
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self._part_ends: list[int] = []  # where each part ends on the speech timeline
+        self._shift: list[int] = []  # recording sample minus speech-timeline sample
+        position = 0
+        for chunk in chunks:
+            for part in chunk.parts:
+                self._shift.append(part.start - position)
+                position += part.samples
+                self._part_ends.append(position)
+        self.samples = position
+
+    def part_of(self, seconds: float) -> int:
+        sample = int(seconds * SAMPLE_RATE)
+        return min(bisect.bisect(self._part_ends, sample), len(self._part_ends) - 1)
+
+    def to_recording(self, seconds: float, part: int | None = None) -> float:
+        """The recording time of a speech-timeline time (in the given part, if named)."""
+        index = self.part_of(seconds) if part is None else part
+        return round(seconds + self._shift[index] / SAMPLE_RATE, 3)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -24,6 +24,8 @@ class Recognition:
     language: str | None
     language_probability: float | None
     segments: Iterator[Segment]
+    # What a reader of the transcript should know about how it was made.
+    warnings: list[str] = field(default_factory=list)
 
 
 class Engine(Protocol):

