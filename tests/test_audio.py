@@ -27,6 +27,7 @@ from hark.errors import (
     CorruptMediaError,
     EmptyMediaError,
     MediaError,
+    MediaNotFoundError,
     NoAudioStreamError,
     OptionError,
     UnsupportedMediaError,
@@ -421,13 +422,13 @@ def test_file_name_is_never_taken_as_an_ffmpeg_protocol(tmp_path: Path) -> None:
     assert samples.size == 2 * SAMPLE_RATE
 
 
-def test_missing_file_is_unsupported_media(tmp_path: Path) -> None:
+def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.wav"
-    with pytest.raises(UnsupportedMediaError) as raised:
+    with pytest.raises(MediaNotFoundError) as raised:
         load_audio(path)
-    assert raised.value.code == "UNSUPPORTED_MEDIA"
+    assert raised.value.code == "FILE_NOT_FOUND"
     assert raised.value.details["reason"] == "not_found"
-    assert "file not found" in str(raised.value)
+    assert "no such file" in str(raised.value)
     assert_one_line_naming(raised.value, path)
 
 

@@ -39,12 +39,16 @@ def test_transcribe_writes_every_format_and_survives_a_bad_file(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "notes.wav" in errors[0] and "UNSUPPORTED_MEDIA" in errors[0]
     assert "Model: pocketsphinx" in result.stderr
+    # No language given to an English-only engine: the person is told, once per file.
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "recognises English only" in warnings[0]
     stem = good.stem
     for fmt in ("json", "srt", "vtt", "txt", "tsv"):
         assert (out / f"{stem}.{fmt}").is_file()
     assert not (out / "notes.json").exists()
     transcript = Transcript.from_dict(json.loads((out / f"{stem}.json").read_text()))
     assert transcript.model == "pocketsphinx/en-us"
+    assert transcript.warnings == [warnings[0].split(": ", 2)[2]]
     assert "middle classes" in transcript.text.lower()
     cues = list(srt.parse((out / f"{stem}.srt").read_text()))
     assert cues and cues[-1].end.total_seconds() <= transcript.duration + 0.01
@@ -60,13 +64,20 @@ def test_transcribe_to_stdout_and_option_errors(cli_env: Path, tmp_path: Path) -
 
     bad_language = runner.invoke(app, ["transcribe", str(sample_path()), "-l", "xx"])
     assert bad_language.exit_code == 2
-    assert "Unknown language code 'xx'" in bad_language.stderr
+    assert "Unknown language 'xx'" in bad_language.stderr
+    # The valid codes are listed, so the fix is in the message.
+    assert "Valid codes: af, am, ar," in bad_language.stderr and " de, " in bad_language.stderr
     bad_format = runner.invoke(app, ["transcribe", str(sample_path()), "-f", "docx"])
     assert bad_format.exit_code == 2 and "unknown output format" in bad_format.stderr
-    german = runner.invoke(app, ["transcribe", str(sample_path()), "-l", "de"])
+    # A language by its name; pocketsphinx (the fallback here) refuses German by code.
+    german = runner.invoke(app, ["transcribe", str(sample_path()), "-l", "German"])
     assert german.exit_code == 1 and "UNSUPPORTED_LANGUAGE" in german.stderr
+    assert "language 'de'" in german.stderr
+    rttm = runner.invoke(app, ["transcribe", str(sample_path()), "-f", "txt,rttm"])
+    assert rttm.exit_code == 2 and "add --diarize" in rttm.stderr and not rttm.stdout
     missing = runner.invoke(app, ["transcribe", str(tmp_path / "nope.mp3")])
     assert missing.exit_code == 1 and "nope.mp3" in missing.stderr
+    assert "FILE_NOT_FOUND" in missing.stderr
 
 
 def test_demo_prints_a_transcript(cli_env: Path) -> None:
@@ -115,7 +126,9 @@ def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir
         assert pulled.returncode == 0, pulled.stderr
         assert not hub.unexpected
     installed = cli_env / "models" / "tiny"
-    assert sorted(p.name for p in installed.iterdir()) == sorted(files)
+    # The model's files, and the note of where they came from.
+    assert sorted(p.name for p in installed.iterdir()) == sorted([*files, ".hark-source.json"])
+    assert json.loads((installed / ".hark-source.json").read_text())["source"] == "hub"
     assert (installed / "model.bin").read_bytes() == files["model.bin"]
 
     from hark.cli.transcribe import sample_path

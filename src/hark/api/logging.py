@@ -27,7 +27,7 @@ from structlog.typing import FilteringBoundLogger
 from hark.api.asgi import call_observed
 from hark.api.request_id import request_id_from_scope
 
-LogFormat = Literal["json", "console"]
+LogFormat = Literal["auto", "json", "console"]
 ACCESS_LOGGER = "hark.access"
 
 # Loggers that install their own handlers (uvicorn's default config does) would print
@@ -103,20 +103,24 @@ def _parse_level(level: str | int) -> int:
     return value
 
 
-def configure_logging(level: str | int = "INFO", fmt: LogFormat = "json") -> None:
+def configure_logging(level: str | int = "INFO", fmt: LogFormat = "auto") -> None:
     """Send structlog events and stdlib records to stderr as one kind of line.
 
-    Idempotent: calling it again replaces the handler it installed before (and applies
-    the new level and format) instead of adding a second one.
+    `auto` writes human-readable lines when stderr is a terminal (a person is
+    watching) and JSON otherwise (a log collector is). Idempotent: calling it again
+    replaces the handler it installed before (and applies the new level and format)
+    instead of adding a second one.
     """
     global _min_level
     numeric_level = _parse_level(level)
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     if fmt == "json":
         renderer: Any = structlog.processors.JSONRenderer()
     elif fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
-        raise ValueError(f"unknown log format {fmt!r} (json or console)")
+        raise ValueError(f"unknown log format {fmt!r} (auto, json or console)")
 
     shared = _shared_processors()
     structlog.configure(
@@ -160,6 +164,9 @@ def configure_logging(level: str | int = "INFO", fmt: LogFormat = "json") -> Non
     # (probes included, at info), and the routing above undoes uvicorn's
     # access_log=False when this runs after uvicorn configured itself (at app startup).
     logging.getLogger("uvicorn.access").disabled = True
+    # Alembic narrates each step of every start ("Context impl SQLiteImpl."); Hark logs
+    # one line when a migration actually ran.
+    logging.getLogger("alembic").setLevel(max(numeric_level, logging.WARNING))
     # warnings.warn output would otherwise be a plain multi-line text on stderr.
     logging.captureWarnings(True)
     _min_level = numeric_level

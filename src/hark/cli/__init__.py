@@ -6,8 +6,9 @@ import typer
 
 from hark import __version__
 from hark.cli import db, evaluate, keys, models, serve, speakers, transcribe, worker
+from hark.cli.base import HarkTyper
 
-app = typer.Typer(
+app = HarkTyper(
     name="hark",
     help="Self-hosted speech-to-text: transcripts with word timestamps, language and speakers.",
     no_args_is_help=True,

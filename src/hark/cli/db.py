@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
+from hark.cli.base import HarkTyper
 from hark.cli.console import err, fail
 from hark.config import get_settings
 from hark.errors import HarkError
 
-app = typer.Typer(help="Manage the database schema (SQLite file or PostgreSQL).",
+app = HarkTyper(help="Manage the database schema (SQLite file or PostgreSQL).",
                   no_args_is_help=True)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hark.cli.base import HarkTyper
 from hark.cli.console import err, fail
 from hark.config import get_settings
 from hark.errors import HarkError
@@ -14,7 +15,7 @@ from hark.errors import HarkError
 if TYPE_CHECKING:
     from hark.db import Database
 
-app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app = HarkTyper(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 
 def _session_scope() -> Database:

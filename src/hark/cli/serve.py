@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -11,6 +13,10 @@ import typer
 from hark.cli.console import err, fail
 from hark.config import get_settings
 from hark.errors import HarkError
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def serve(
@@ -55,6 +61,13 @@ def serve(
     server = Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                    access_log=False, log_config=None,
                                    timeout_graceful_shutdown=10, ws="websockets-sansio"))
+    # uvicorn restores the handlers it found and raises a caught SIGINT or SIGTERM again
+    # once it has shut down gracefully. Found the defaults, that second signal would kill
+    # the process before interpreter exit releases the worker pool's semaphores
+    # (multiprocessing then warns of leaked ones) or raise KeyboardInterrupt through the
+    # event loop; found these, it ends the process the normal way.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hark.cli.base import HarkTyper
 from hark.cli.console import err, error_line, fail
 from hark.config import get_settings
 from hark.errors import HarkError
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 # The database layer is imported inside the commands: it costs every other `hark`
 # command half a second of start-up otherwise.
 
-app = typer.Typer(help="Enrol, list and remove voice profiles for speaker identification.",
+app = HarkTyper(help="Enrol, list and remove voice profiles for speaker identification.",
                   no_args_is_help=True)
 
 Tenant = Annotated[str | None, typer.Option(

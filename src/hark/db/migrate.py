@@ -18,6 +18,7 @@ against a database at head; review the generated file before committing it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from sqlalchemy.pool import NullPool
 
 from hark.db.engine import SQLITE_BEGIN_OPTION, display_url, make_engine, translate_errors
 from hark.errors import DatabaseError, SchemaMismatchError
+
+log = logging.getLogger("hark.db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -104,7 +107,10 @@ def ensure_schema(url: str | URL) -> str | None:
             f"version of Hark does not know (newest: {head}); upgrade Hark",
             revision=current,
         )
-    return upgrade(url)
+    reached = upgrade(url)
+    log.info("database %s migrated from schema %s to %s", display_url(url),
+             current or "(empty)", reached)
+    return reached
 
 
 def _known(revision: str) -> bool:

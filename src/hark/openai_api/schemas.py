@@ -21,7 +21,7 @@ from hark.config import Settings
 from hark.errors import HarkError, ModelNotInstalledError, OptionError
 from hark.jobs.schemas import MAX_KNOWN_SPEAKERS, MAX_PROMPT_CHARS, JobOptions, KnownSpeaker
 from hark.openai_api.errors import ModelNotFoundError
-from hark.pipeline.options import LANGUAGES
+from hark.pipeline.languages import LANGUAGES
 
 Task = Literal["transcribe", "translate"]
 

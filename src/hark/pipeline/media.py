@@ -31,6 +31,7 @@ from hark.errors import (
     AudioTooLongError,
     CorruptMediaError,
     EmptyMediaError,
+    MediaNotFoundError,
     NoAudioStreamError,
     OptionError,
     UnsupportedMediaError,
@@ -138,8 +139,8 @@ def _open(path: Path) -> Iterator[InputContainer]:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise UnsupportedMediaError(
-            f"{name!r}: file not found", path=str(path), reason="not_found"
+        raise MediaNotFoundError(
+            f"{name!r}: no such file", path=str(path), reason="not_found"
         ) from None
     except OSError as exc:
         raise UnsupportedMediaError(

@@ -5,20 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hark.errors import OptionError, UnsupportedLanguageError
+from hark.errors import OptionError
 from hark.pipeline.diarization.base import DiarizationOptions
+from hark.pipeline.languages import language_code
 from hark.pipeline.vad import VadOptions
 
 Task = Literal["transcribe", "translate"]
-
-# Whisper's language codes, the widest set any engine accepts.
-LANGUAGES: frozenset[str] = frozenset(
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu "
-    "ta no th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn "
-    "bs kk sq sw gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn "
-    "mt sa lb my bo tl mg as tt haw ln ha ba jw su yue".split()
-)
-
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -45,12 +37,7 @@ class TranscribeOptions:
 
     def __post_init__(self) -> None:
         if self.language is not None:
-            code = self.language.strip().lower()
-            if code not in LANGUAGES:
-                raise UnsupportedLanguageError(
-                    f"Unknown language code {self.language!r}", field="language"
-                )
-            object.__setattr__(self, "language", code)
+            object.__setattr__(self, "language", language_code(self.language))
         if self.task not in ("transcribe", "translate"):
             raise OptionError(f"task must be 'transcribe' or 'translate', not {self.task!r}",
                               field="task")
