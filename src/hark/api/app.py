@@ -75,6 +75,7 @@ def create_app(
             state.db.dispose()
 
     app = FastAPI(title="Hark", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Self-hosted speech-to-text: transcripts with word "
                               "timestamps, language and speakers.")
     install_error_handlers(app)
@@ -87,12 +88,14 @@ def create_app(
     from hark.speakers.endpoints import router as speakers_router
     from hark.transcripts.endpoints import router as transcripts_router
     from hark.web import install as install_web
+    from hark.web.docs import install_docs
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
                    retry_router, transcripts_router, feed_router):
         app.include_router(router)
     app.include_router(metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/
+    install_docs(app)  # /docs and /redoc, with their viewers served from a package
     if settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins,
                            allow_methods=["*"], allow_headers=["*"],
