@@ -106,7 +106,7 @@ def test_upload_answers_202_with_the_job(svc: Service) -> None:
     assert job["filename"] == "hello.wav"
     assert job["duration"] == pytest.approx(3.0, abs=0.01)
     assert job["options"] == {}
-    assert job["model"] == "pocketsphinx"  # "auto" with no Whisper model installed
+    assert job["model"] == "tiny.en"  # the service's default model in these tests
     assert abs((parse_time(job["created_at"]) - before).total_seconds()) < 5
     assert job["started_at"] is None and job["finished_at"] is None
     assert job["error"] is None
@@ -230,7 +230,7 @@ def test_completed_job_has_its_record_filled(diarized: dict[str, Any]) -> None:
     assert job["progress"] == 1.0
     assert job["stage"] == "done"
     assert job["error"] is None
-    assert job["model"] == "pocketsphinx/en-us"  # the model that made the transcript
+    assert job["model"] == "faster-whisper/tiny.en"  # the model that made the transcript
     assert job["language"] == "en"
     assert job["duration"] == pytest.approx(10.0, abs=0.05)
     created, started, finished = (parse_time(job[k]) for k in
@@ -571,7 +571,7 @@ def _sample(text: str, name: str, **labels: str) -> float | None:
 def test_metrics_count_jobs_audio_and_speed(svc: Service) -> None:
     drain(svc)
     before = svc.client.get("/metrics").text
-    model = "pocketsphinx/en-us"
+    model = "faster-whisper/tiny.en"
     audio_before = _sample(before, "hark_audio_seconds_processed_total", model=model) or 0.0
     completed_before = _sample(before, "hark_jobs", status="completed")
     assert completed_before is not None and completed_before >= 1

@@ -54,10 +54,11 @@ def hark_command(*args: str) -> list[str]:
 
 
 def clean_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test's environment without any HARK_* setting, pointed at `data_dir`."""
+    """The test's environment without any HARK_* setting, pointed at `data_dir`, with
+    real Whisper (tiny.en, from its model package) as the default model."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
     env.update({"HARK_DATA_DIR": str(data_dir), "HARK_LOG_FORMAT": "json",
-                "PYTHONUNBUFFERED": "1"})
+                "HARK_DEFAULT_MODEL": "tiny.en", "PYTHONUNBUFFERED": "1"})
     env.update(extra or {})
     return env
 

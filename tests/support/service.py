@@ -61,10 +61,11 @@ class HttpResponse(Protocol):
 
 
 def service_settings(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings of a test server: isolated data dir, one worker, anonymous on loopback."""
+    """Settings of a test server: isolated data dir, one worker, anonymous on loopback,
+    and real Whisper (tiny.en, from its model package) as the default model."""
     values: dict[str, Any] = {
         "data_dir": data_dir, "workers": 1, "log_format": "console", "log_level": "WARNING",
-        "allow_anonymous": True, "host": "127.0.0.1",
+        "allow_anonymous": True, "host": "127.0.0.1", "default_model": "tiny.en",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
