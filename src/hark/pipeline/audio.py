@@ -71,6 +71,8 @@ _MAX_BAD_PACKET_FRACTION = 0.01
 # allocation fail, so the initial size is capped and the buffer grows instead.
 _MAX_INITIAL_SECONDS = 3 * 3600
 
+_PCM16_SCALE = np.float32(32768.0)
+
 Samples = npt.NDArray[np.float32]
 
 
@@ -147,8 +149,14 @@ class _MonoBuffer:
             # An average, unlike FFmpeg's float rematrix, cannot leave [-1, 1]
             # for a source inside it: identical full-scale channels stay at 1.0.
             np.mean(interleaved, axis=1, dtype=np.float32, out=target)
-        # Resampling filters ring slightly past full scale; models expect [-1, 1].
-        np.clip(target, -1.0, 1.0, out=target)
+        # On the 16-bit grid, as FFmpeg's s16 output gives it: Whisper was trained on
+        # such audio, and Hark's samples are then bit-identical to faster-whisper's own
+        # decoding of the same file. Clipping also stops resampling filters' ringing
+        # past full scale; models expect [-1, 1].
+        np.multiply(target, _PCM16_SCALE, out=target)
+        np.rint(target, out=target)
+        np.clip(target, -_PCM16_SCALE, _PCM16_SCALE - 1, out=target)
+        np.divide(target, _PCM16_SCALE, out=target)
         self.size = end
 
     def finish(self, length: int) -> Samples:
