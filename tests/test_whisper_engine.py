@@ -14,11 +14,10 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from hark.config import Settings
 from hark.pipeline.audio import load_audio
-from hark.pipeline.engines.whisper import WhisperEngine
+from hark.pipeline.engines.whisper import WhisperEngine, batch_groups
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio, transcribe_file
-from hark.pipeline.transcript import Transcript
-from hark.pipeline.vad import VadOptions, speech_chunks
+from hark.pipeline.vad import Chunk
 
 SAMPLE = Path(str(resources.files("hark") / "samples" / "welcome.ogg"))
 
@@ -36,57 +35,62 @@ def reference_model(tiny_whisper_dir: Path) -> WhisperModel:
     return WhisperModel(str(tiny_whisper_dir), device="cpu", compute_type="int8")
 
 
-def shape(segments: Any) -> list[tuple[Any, ...]]:
-    return [
-        (s.start, s.end, s.text.strip(),
-         [(w.word.strip(), w.start, w.end, w.probability) for w in (s.words or [])])
-        for s in segments
-    ]
+# Hark's VAD defaults, as faster-whisper's own VAD filter takes them.
+VAD_PARAMETERS = {"threshold": 0.5, "min_silence_duration_ms": 500, "speech_pad_ms": 200,
+                  "min_speech_duration_ms": 0}
 
 
-def ours(transcript: Transcript) -> list[tuple[Any, ...]]:
-    return [
-        (s.start, s.end, s.text, [(w.word, w.start, w.end, w.probability) for w in s.words])
-        for s in transcript.segments
-    ]
+def words_of(segments: Any) -> list[tuple[str, float, float, float]]:
+    return [(w.word.strip(), round(w.start, 3), round(w.end, 3), w.probability)
+            for s in segments for w in (s.words or [])]
 
 
 @pytest.mark.parametrize("prompting", [{}, {"initial_prompt": "Hello there.", "hotwords": "fox"}])
-def test_batched_output_is_exactly_faster_whispers(
+def test_batched_output_is_faster_whispers_with_its_own_vad_filter(
     audio: np.ndarray, tiny_whisper_dir: Path, reference_model: WhisperModel,
     settings: Settings, prompting: dict[str, str],
 ) -> None:
+    """Speech-only chunks, decoded a few at a time, give what faster-whisper gives when
+    it runs the same VAD itself and decodes every chunk in one batched call."""
     options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
                                 batch_size=4, initial_prompt=prompting.get("initial_prompt"),
                                 hotwords=prompting.get("hotwords"))
     transcript = transcribe_audio(audio, options, settings)
-    chunks = speech_chunks(audio, VadOptions(), 30.0)
     segments, info = BatchedInferencePipeline(reference_model).transcribe(
-        audio, clip_timestamps=[{"start": c.start_s, "end": c.end_s} for c in chunks],
-        batch_size=4, beam_size=1, temperature=0.0, word_timestamps=True, **prompting,
+        audio, vad_filter=True, vad_parameters=dict(VAD_PARAMETERS), batch_size=4,
+        beam_size=1, temperature=0.0, word_timestamps=True, **prompting,
     )
-    expected = shape(segments)
-    assert expected, "the tiny model must produce segments for this comparison to mean much"
-    assert ours(transcript) == expected
+    expected = words_of(segments)
+    assert expected, "the tiny model must produce words for this comparison to mean much"
+    assert words_of(transcript.segments) == expected
     assert transcript.language == info.language
     assert transcript.language_probability == info.language_probability
 
 
-def test_sequential_output_is_exactly_faster_whispers(
+def test_sequential_output_is_faster_whispers_with_its_own_vad_filter(
     audio: np.ndarray, tiny_whisper_dir: Path, reference_model: WhisperModel, settings: Settings
 ) -> None:
     options = TranscribeOptions(model=str(tiny_whisper_dir), beam_size=1, temperature=0.0,
                                 batch_size=0, language="en")
     transcript = transcribe_audio(audio, options, settings)
-    chunks = speech_chunks(audio, VadOptions(), 30.0)
     segments, _ = reference_model.transcribe(
-        audio, clip_timestamps=[t for c in chunks for t in (c.start_s, c.end_s)],
+        audio, vad_filter=True, vad_parameters={**VAD_PARAMETERS, "max_speech_duration_s": 30},
         beam_size=1, temperature=0.0, word_timestamps=True, language="en",
     )
-    expected = shape(segments)
+    expected = words_of(segments)
     assert expected
-    assert ours(transcript) == expected
+    assert words_of(transcript.segments) == expected
     assert transcript.language == "en"
+
+
+def test_batches_are_formed_a_few_chunks_at_a_time() -> None:
+    chunks = [Chunk(i * 16000, i * 16000 + 8000) for i in range(40)]
+    groups = batch_groups(chunks, 8)
+    assert [len(g) for g in groups] == [5] * 8  # at least eight steps of progress
+    assert [c for g in groups for c in g] == chunks
+    assert [len(g) for g in batch_groups(chunks[:3], 8)] == [1, 1, 1]
+    assert [len(g) for g in batch_groups(chunks * 4, 8)] == [8] * 20  # never above the size
+    assert batch_groups([], 8) == []
 
 
 def test_language_detection_translation_and_words(

@@ -31,8 +31,8 @@ from hark.pipeline.vad import Chunk, SpeechMap
 
 WHISPER_WINDOW_SECONDS = 30.0
 # At least this many groups of chunks per recording (when it has that many chunks),
-# so progress moves in steps no larger than a fifth of the work.
-MIN_GROUPS = 5
+# so progress moves in steps no larger than an eighth of the work.
+MIN_GROUPS = 8
 
 # A segment Whisper itself judges to be no speech, and whose words it was unsure of,
 # is text made up over noise or music ("Thank you for watching"), not a transcript.
