@@ -438,3 +438,29 @@ def test_a_job_submitted_elsewhere_joins_the_list_live(web: Web, job: dict[str, 
     assert api.delete(f"/api/v1/jobs/{created['id']}", params={"purge": "true"}).is_success
     item.wait_for(state="detached")
     assert not web.errors, web.errors
+
+
+@pytest.mark.parametrize(("path", "operation"), [
+    ("/docs", ".opblock-summary-path[data-path='/api/v1/jobs/upload']"),
+    ("/redoc", "[data-section-id*='operation/'] h2"),
+])
+def test_api_docs_render_offline_under_a_strict_policy(web: Web, path: str,
+                                                       operation: str) -> None:
+    """The reference pages draw the operations with nothing fetched from elsewhere (no
+    CDN), their scripts running under a policy without inline or eval'd code. (ReDoc
+    always asks for its vendor's logo from a CDN; the policy refuses it and ReDoc hides
+    the image, so the page still loads nothing from another site.)"""
+    page = web.browser.new_page()
+    answered: list[str] = []
+    page.on("response", lambda response: answered.append(response.url))
+    try:
+        response = page.goto(web.server.base_url + path)
+        assert response is not None and response.status == 200
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe-eval" not in policy
+        page.locator(operation).first.wait_for(timeout=30_000)
+        web.shot(f"docs-{path.strip('/')}", page)
+        assert [u for u in answered if not u.startswith((web.server.base_url, "blob:",
+                                                         "data:"))] == []
+    finally:
+        page.close()
