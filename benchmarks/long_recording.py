@@ -1,9 +1,10 @@
-"""A long recording through `hark transcribe` with pocketsphinx: time and peak memory.
+"""A long recording through `hark transcribe`: time and peak memory.
 
-    python benchmarks/long_recording.py [--minutes 10 60]
+    python -m benchmarks.long_recording [--minutes 10 60] [--model auto]
 
-The recordings are English corpus clips back to back. Peak RSS is the largest sum
-over the `hark` process and its decoder processes, sampled every 0.1 s.
+The recordings are English corpus clips back to back; the model is the default (`auto`,
+Whisper base from its package) unless named. Peak RSS is the largest sum over the `hark`
+process and any decoder processes, sampled every 0.1 s.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from benchmarks.common import long_recording, machine, run_measured
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, nargs="+", default=[10, 60])
+    parser.add_argument("--model", default="auto")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, model {args.model}")
     times: dict[float, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:
             audio = long_recording(minutes * 60, Path(tmp) / f"long-{minutes:g}min.wav")
             result = run_measured(
-                [sys.executable, "-m", "hark", "transcribe", str(audio), "-m", "pocketsphinx",
-                 "-f", "json", "-o", tmp])
+                [sys.executable, "-m", "hark", "transcribe", str(audio), "-m", args.model,
+                 "-l", "en", "-f", "json", "-o", tmp], env={"HARK_DATA_DIR": tmp})
             if result.returncode != 0:
                 raise SystemExit(result.stderr)
             times[minutes] = result.seconds

@@ -120,6 +120,19 @@ def test_upload_answers_202_with_the_job(svc: Service) -> None:
     assert done["status"] == "completed", done
 
 
+def test_auto_is_whisper_base_from_its_package_and_language_names_are_codes(
+        svc: Service) -> None:
+    job = svc.submit(speech_wav(2.0), "auto.wav", model="auto", language="English")
+    assert job["model"] == "base"  # resolved when queued, recorded on the job
+    done = svc.wait(job["id"])
+    assert done["status"] == "completed", done
+    assert (done["model"], done["language"], done["warnings"]) == (
+        "faster-whisper/base", "en", [])
+    refused = svc.upload(speech_wav(1.0), "x.wav", fields={"language": "klingon"})
+    assert refused.status_code == 422
+    assert refused.json()["details"]["field"] == "language"
+
+
 def test_every_option_is_accepted_and_recorded(svc: Service) -> None:
     options = {
         "model": "pocketsphinx", "language": "en", "task": "transcribe", "diarize": "true",

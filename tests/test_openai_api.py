@@ -139,7 +139,8 @@ def test_models_are_listed_and_retrieved(client: OpenAI) -> None:
     page = client.models.list()
     ids = [m.id for m in page.data]
     for name in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe",
-                 "gpt-4o-transcribe-diarize", "pocketsphinx", TINY):
+                 "gpt-4o-transcribe-diarize", "pocketsphinx", TINY,
+                 "tiny.en", "base"):  # the last two from their model packages
         assert name in ids
     assert all(m.object == "model" and m.owned_by == "hark" and m.created > 0
                for m in page.data)

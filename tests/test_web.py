@@ -187,6 +187,9 @@ def test_an_upload_is_watched_live_to_completion(web: Web, job: dict[str, Any]) 
     assert item.locator(".badge").inner_text() == "completed"
     # The live `completed` event filled in the model and the language.
     assert f"{job['job']['model']} · en ·" in item.locator(".job-meta").first.inner_text()
+    # The model picker offers the Whisper models installed from their packages.
+    offered = web.page.eval_on_selector_all("#model-list option", "o => o.map(x => x.value)")
+    assert {"auto", "pocketsphinx", "tiny.en", "base"} <= set(offered)
     assert not web.errors, web.errors
 
 

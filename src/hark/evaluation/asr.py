@@ -33,6 +33,7 @@ class ManifestItem:
 class ItemResult:
     item: ManifestItem
     hypothesis: str = ""
+    language: str | None = None  # what the transcript says was spoken
     duration: float = 0.0
     seconds: float = 0.0
     errors: ErrorCounts | None = None
@@ -98,21 +99,26 @@ def read_manifest(path: Path, languages: set[str] | None = None) -> list[Manifes
 
 def evaluate_asr(
     items: list[ManifestItem], options: TranscribeOptions, settings: Settings,
-    on_result: Callable[[ItemResult], None] | None = None,
+    on_result: Callable[[ItemResult], None] | None = None, *, detect_language: bool = False,
 ) -> EvalReport:
     """Transcribe every item and score it; speed excludes the one-off model loads.
 
-    `auto` is resolved per item, for the item's language, as a job would resolve it.
+    Each item's language is given to the model unless `detect_language`. `auto` is
+    resolved per item, for the language given, as a job would resolve it.
     """
-    models = {item.id: resolve_model(options.model, settings,
-                                     options.language or item.language) for item in items}
+    def language(item: ManifestItem) -> str | None:
+        return options.language or (None if detect_language else item.language)
+
+    models = {item.id: resolve_model(options.model, settings, language(item))
+              for item in items}
     names = []
     for model in dict.fromkeys(models.values()):
         with borrow_engine(model, settings) as engine:
             names.append(engine.name)
     report = EvalReport(model=", ".join(names) or resolve_model(options.model, settings))
     for item in items:
-        result = _evaluate_item(item, replace(options, model=models[item.id]), settings)
+        result = _evaluate_item(item, replace(options, model=models[item.id],
+                                              language=language(item)), settings)
         report.items.append(result)
         if on_result is not None:
             on_result(result)
@@ -124,13 +130,13 @@ def _evaluate_item(item: ManifestItem, options: TranscribeOptions,
     result = ItemResult(item)
     try:
         started = time.perf_counter()
-        transcript = transcribe_file(
-            item.audio, replace(options, language=options.language or item.language), settings)
+        transcript = transcribe_file(item.audio, options, settings)
         result.seconds = time.perf_counter() - started
     except HarkError as exc:
         result.error = f"{exc.code}: {exc.message}"
         return result
     result.duration = transcript.duration
+    result.language = transcript.language
     result.hypothesis = transcript.text
     result.errors = count_errors(item.text, transcript.text, item.language)
     return result
