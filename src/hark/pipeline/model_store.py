@@ -124,8 +124,9 @@ def best_installed(model_dir: Path, *, packages: bool = True,
     Multilingual models come first unless the language is English: they can detect
     the language and transcribe any. For English an English-only model is ranked just
     ahead of the multilingual model of its own size (`base.en` before `base`), never
-    ahead of a bigger one: on the English corpus `base` scored WER 0.051 against
-    `tiny.en`'s 0.062 (docs/benchmarks.md). With only English-only models installed
+    ahead of a bigger one: `base` and `tiny.en` tie on the clean English corpus, but
+    with noise mixed in `base` makes a quarter fewer errors (docs/benchmarks.md). With
+    only English-only models installed
     they are used for any language, as pocketsphinx would be, and the transcript
     says so. Hand-placed models with other names are never picked: nothing says how
     good they are.
