@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import srt
@@ -163,3 +165,28 @@ def test_worker_refuses_a_taken_metrics_port(tmp_path: Path) -> None:
     assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
     # Its own metrics folder went with the worker, and so did the killed worker's.
     assert [p.name for p in tmp_path.iterdir()] == [in_use.name]
+
+
+def test_every_option_of_every_command_is_explained_without_type_noise() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    commands: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, command: Any) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(f"{prefix} {name}", sub)
+        if not getattr(command, "commands", None):
+            commands.append((prefix, command))
+
+    walk("hark", group)
+    assert len(commands) >= 15
+    for name, command in commands:
+        assert command.help, f"{name} has no description"
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert param.help, f"{name} {param.opts[0]} has no help text"
+        result = runner.invoke(app, [*name.split()[1:], "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (name, result.output)
+        assert not re.search(r"<(str|bool|int|float|path|list\[[^]]*\])>", result.output), (
+            name, result.output)

@@ -314,12 +314,14 @@ def test_worker_crash_is_retried_and_sigterm_hands_the_job_back(
         events.join(5)
         assert not events.is_alive() and events.error is None, events.error
         assert events.events[0]["type"] == "status"
-        # uvicorn re-raises the signal once its graceful shutdown is done.
-        assert server.process is not None and server.process.returncode in (0, -15)
+        # A graceful stop is a normal exit, so the worker pool's semaphores are released
+        # rather than reported leaked by multiprocessing's resource tracker.
+        assert server.process is not None and server.process.returncode == 0
         assert wait_gone(tree, 5) == []
         log = server.log_text()
         assert "stopped" in log and "did not stop" not in log, server.log_tail()
-        assert all(r["level"] != "error" for r in log_records(log, tracker_warnings=True))
+        assert "leaked semaphore" not in log and "Traceback" not in log, server.log_tail()
+        assert all(r["level"] != "error" for r in log_records(log))
 
         with sqlite3.connect(data / "hark.db") as db:
             row = db.execute("SELECT status, attempts, worker_id, progress FROM jobs "

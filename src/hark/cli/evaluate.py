@@ -30,12 +30,14 @@ from hark.pipeline.vad import VadOptions
 
 def evaluate(
     manifest: Annotated[Path, typer.Argument(help="JSONL manifest (id, audio, text, language).")],
-    model: Annotated[str | None, typer.Option("-m", "--model")] = None,
+    model: Annotated[str | None, typer.Option(
+        "-m", "--model", help="Model name or path; default HARK_DEFAULT_MODEL.")] = None,
     languages: Annotated[str | None, typer.Option("--languages",
                          help="Only these comma-separated languages.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report "
                         "as JSON here.")] = None,
-    no_vad: Annotated[bool, typer.Option("--no-vad")] = False,
+    no_vad: Annotated[bool, typer.Option(
+        "--no-vad", help="Decode whole recordings, silence included.")] = False,
     beam_size: Annotated[int, typer.Option(help="Beam size (Whisper).")] = 5,
     batch_size: Annotated[int | None, typer.Option(help="Batch size (Whisper).")] = None,
     diarization: Annotated[bool, typer.Option("--diarization", help="Score speaker "
