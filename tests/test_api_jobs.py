@@ -412,15 +412,30 @@ def test_uninstalled_model_is_refused_at_submission(svc: Service) -> None:
     assert svc.storage_snapshot() == before
 
 
+@pytest.mark.parametrize("model", ["/etc", "/nonexistent", "../models", "~/x", ".",
+                                   "small/../../etc", "x" * 5000])
+def test_a_model_is_a_name_never_a_path(svc: Service, model: str) -> None:
+    """Paths are refused alike whether or not they exist (nothing about the server's
+    folders leaks), and an over-long name is a 422, not a server error."""
+    before = svc.storage_snapshot()
+    body = assert_error(svc.upload(sine_wav(0.5), "tone.wav", model=model), 422,
+                        "UNKNOWN_MODEL" if len(model) < 200 else "INVALID_REQUEST")
+    assert body["details"]["field"] == "model"
+    if len(model) < 200:
+        assert "paths to model folders work only on the command line" in body["error"]
+        assert "/etc" not in body["error"].replace(repr(model), "")
+    assert svc.storage_snapshot() == before
+
+
 def test_failed_job_reports_its_error(
     svc: Service, tiny_whisper_dir: Path, tmp_path: Path,
 ) -> None:
     # The job's model disappears while the job waits behind another: the worker fails it.
-    model = tmp_path / "vanishing"
+    model = svc.settings.models_path / "vanishing"
     shutil.copytree(tiny_whisper_dir, model)
     blocker = svc.submit(speech_wav(20.0), "blocker.wav")
     svc.wait(blocker["id"], until=frozenset({"running"}))
-    job = svc.submit(sine_wav(0.5), "tone.wav", model=str(model))
+    job = svc.submit(sine_wav(0.5), "tone.wav", model="vanishing")
     shutil.rmtree(model)
     svc.client.delete(f"{JOBS}/{blocker['id']}")
     done = svc.wait(job["id"])
@@ -430,6 +445,30 @@ def test_failed_job_reports_its_error(
     assert done["finished_at"] is not None and done["attempts"] == 1
     body = assert_error(svc.client.get(f"{JOBS}/{job['id']}/result"), 409, "JOB_NOT_READY")
     assert body["details"]["status"] == "failed"
+
+
+def test_worker_errors_name_the_persons_file(svc: Service) -> None:
+    # The stored recording is damaged after it was accepted (a bad disk, say): the
+    # worker's error speaks of the file the person sent, never of storage paths.
+    blocker = svc.submit(speech_wav(20.0), "blocker.wav")
+    svc.wait(blocker["id"], until=frozenset({"running"}))
+    job = svc.submit(speech_wav(2.0), "Board meeting.wav")
+    (svc.storage_root / "media" / job["id"] / "source").write_bytes(b"\0" * 4000)
+    svc.client.delete(f"{JOBS}/{blocker['id']}")
+    done = svc.wait(job["id"])
+    assert done["status"] == "failed"
+    message = done["error"]["error"]
+    assert "Board meeting.wav" in message, message
+    assert "source" not in message and str(svc.storage_root) not in message
+    assert "path" not in done["error"]["details"]
+
+
+def test_a_long_file_name_keeps_its_extension(svc: Service) -> None:
+    name = "interview " + "é" * 300 + ".wav"
+    job = svc.submit(speech_wav(1.0), name)
+    assert job["filename"].endswith(".wav") and job["filename"].startswith("interview é")
+    assert len(job["filename"].encode()) <= 255
+    svc.client.delete(f"{JOBS}/{job['id']}")
 
 
 def test_delete_of_a_completed_job_keeps_it(svc: Service, diarized: dict[str, Any]) -> None:
@@ -453,7 +492,8 @@ def test_purge_removes_media_and_results(svc: Service) -> None:
     assert response.json()["purged"] is True
     assert not media.exists() and not results.exists()
     assert not any(job["id"] in path for path in svc.storage_snapshot())
-    body = assert_error(svc.client.get(f"{JOBS}/{job['id']}/result"), 409, "JOB_NOT_READY")
+    # Gone for good, said as such: not "not ready yet".
+    body = assert_error(svc.client.get(f"{JOBS}/{job['id']}/result"), 410, "JOB_PURGED")
     assert "purged" in body["error"]
     kept = svc.job(job["id"])
     assert kept["status"] == "completed" and kept["purged"] is True

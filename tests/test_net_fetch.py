@@ -438,3 +438,21 @@ def test_client_does_not_follow_redirects(allowed: ScriptedServer) -> None:
     assert response.status_code == 302
     assert allowed.paths() == ["/r"]
     assert isinstance(response, httpx.Response)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("../../etc/passwd", "passwd"),
+    ("C:\\Users\\ann\\talk.m4a", "talk.m4a"),
+    ("..hidden.wav", "hidden.wav"),
+    ("a\x00b\x1fc.mp3", "abc.mp3"),
+    ("x" * 300 + ".flac", "x" * 250 + ".flac"),
+    ("ü" * 200 + ".ogg", "ü" * 125 + ".ogg"),
+    ("name." + "e" * 40, ("name." + "e" * 40)),
+])
+def test_one_file_name_rule_everywhere(name: str, expected: str) -> None:
+    from hark.filenames import clean_filename
+
+    assert clean_filename(name) == expected
+    assert sanitize_filename(name) == expected
+    assert len(clean_filename(name).encode()) <= 255
+    assert clean_filename("   ") == "upload" and sanitize_filename("..") is None

@@ -25,6 +25,7 @@
     ├── ConflictError                      CONFLICT             409
     │   ├── EmbeddingMismatchError         EMBEDDING_MISMATCH   409
     │   ├── JobStateError                  JOB_NOT_READY        409
+    │   ├── JobPurgedError                 JOB_PURGED           410
     │   └── UploadStateError               UPLOAD_NOT_READY     409
     ├── RequestError                       INVALID_REQUEST      422
     │   ├── UploadTooLargeError            PAYLOAD_TOO_LARGE    413
@@ -187,6 +188,13 @@ class JobStateError(ConflictError):
     """The job is not in a state that allows this (for example, no result yet)."""
 
     code = "JOB_NOT_READY"
+
+
+class JobPurgedError(ConflictError):
+    """The job's recording or results were deleted on request; they are gone for good."""
+
+    code = "JOB_PURGED"
+    status_code = 410
 
 
 class UploadStateError(ConflictError):

@@ -11,7 +11,6 @@ never sees a half-written object. Text fields are small and kept in memory, boun
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -19,13 +18,12 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from hark.errors import RequestError, UploadTooLargeError
+from hark.filenames import clean_filename
 from hark.storage.base import ObjectWriter
 
 DEFAULT_FILENAME = "upload"
-_MAX_FILENAME_CHARS = 255
 # RFC 2046 §5.1.1 allows boundaries of 1-70 characters.
 _MAX_BOUNDARY_CHARS = 70
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -75,12 +73,7 @@ def _clean_filename(raw: bytes | None) -> str:
     """The client's file name, reduced to a plain base name (never a path)."""
     if raw is None:
         return DEFAULT_FILENAME
-    name = _decode_header_text(raw)
-    name = re.split(r"[/\\]", name)[-1]
-    name = _CONTROL_CHARS.sub("", name).strip()
-    if name in ("", ".", ".."):
-        return DEFAULT_FILENAME
-    return name[:_MAX_FILENAME_CHARS]
+    return clean_filename(_decode_header_text(raw), default=DEFAULT_FILENAME)
 
 
 class _FormState:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from hark.api.auth import CurrentPrincipal, require_principal
 from hark.api.state import ServiceState, get_state
 from hark.db.base import new_id
-from hark.errors import JobStateError, OptionError
+from hark.errors import JobPurgedError, JobStateError, OptionError
 from hark.jobs import feed, intake, service
 from hark.jobs.models import COMPLETED, STATUSES
 from hark.jobs.runner import results_prefix
@@ -80,8 +80,10 @@ async def put_upload(upload_id: str, request: Request, state: State,
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
 def list_jobs(
-    principal: CurrentPrincipal, state: State, status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50, cursor: str | None = None,
+    principal: CurrentPrincipal, state: State,
+    status: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     if status is not None and status not in STATUSES:
         raise OptionError(f"status must be one of {', '.join(STATUSES)}", field="status")
@@ -110,7 +112,7 @@ async def get_job(job_id: str, request: Request) -> Response:
 @router.get("/jobs/{job_id}/result", summary="The transcript, in one of the formats",
             response_class=Response)
 def get_result(job_id: str, principal: CurrentPrincipal, state: State,
-               format: str = "json") -> Response:
+               format: Annotated[str, Query(max_length=8)] = "json") -> Response:
     if format not in FORMATS:
         raise OptionError(f"format must be one of {', '.join(FORMATS)}", field="format")
     with state.db.session() as session:
@@ -120,7 +122,8 @@ def get_result(job_id: str, principal: CurrentPrincipal, state: State,
         raise JobStateError(f"the job is {status}; a result exists once it is completed",
                             status=status)
     if result_key is None:
-        raise JobStateError("the job's result was purged", status=status)
+        raise JobPurgedError("the job's results were deleted (purged) and cannot be "
+                             "fetched again", status=status)
     raw = state.storage.get_bytes(result_key)
     stem = filename.rsplit(".", 1)[0] or "transcript"
     # The latest revision: edited words and renamed speakers, the original timings.

@@ -11,7 +11,6 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +26,7 @@ from hark.errors import (
     UploadStateError,
     UploadTooLargeError,
 )
+from hark.filenames import about_file, clean_filename
 from hark.jobs import feed, service
 from hark.jobs.models import Job, Upload
 from hark.jobs.repository import UploadRepository
@@ -91,7 +91,7 @@ def finish_submission(
     try:
         options, model = checked or validate_options(fields or {}, state)
         info = probe_stored(state, key, filename, field)
-        media = NewMedia(key=key, filename=_clean_name(filename), size=size,
+        media = NewMedia(key=key, filename=clean_filename(filename), size=size,
                          duration=round(info.duration, 3), source_url=source_url)
         with state.db.session(write=True) as session:
             job = service.create_job(
@@ -113,12 +113,7 @@ def probe_stored(state: ServiceState, key: str, filename: str, field: str) -> Me
         try:
             return probe(path, max_seconds=state.settings.max_audio_seconds)
         except MediaError as exc:
-            exc.message = exc.message.replace(repr(path.name), repr(filename)).replace(
-                str(path), filename)
-            exc.args = (exc.message,)
-            exc.details.pop("path", None)
-            exc.details["field"] = field
-            raise
+            raise about_file(exc, path.name, filename, field=field) from exc
 
 
 def submit_url(state: ServiceState, principal: Principal, url: str,
@@ -181,7 +176,7 @@ def create_upload(state: ServiceState, principal: Principal,
     token = secrets.token_urlsafe(24)
     upload_id = new_id()
     upload = Upload(
-        id=upload_id, tenant_id=principal.tenant_id, filename=_clean_name(request.filename),
+        id=upload_id, tenant_id=principal.tenant_id, filename=clean_filename(request.filename),
         declared_size=request.size, token_hash=_digest(token),
         storage_key=f"uploads/{upload_id}/source", status="pending",
         expires_at=utcnow() + timedelta(seconds=state.settings.upload_url_seconds))
@@ -230,8 +225,5 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _clean_name(name: str) -> str:
-    cleaned = PurePosixPath(name.replace("\\", "/")).name.strip() or "upload"
-    return cleaned[:255]
 
 

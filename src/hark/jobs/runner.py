@@ -27,10 +27,12 @@ from hark.errors import (
     DatabaseError,
     HarkError,
     JobTimeoutError,
+    MediaError,
     OptionError,
     StorageError,
 )
 from hark.events.base import Event
+from hark.filenames import about_file
 from hark.jobs import service
 from hark.jobs.models import Job
 from hark.jobs.schemas import JobOptions, KnownSpeaker
@@ -225,7 +227,10 @@ def _transcribe(ctx: WorkerContext, job: _Snapshot, watch: _Watch) -> Transcript
     hooks = Hooks(on_progress=watch.on_progress, on_segment=watch.on_segment,
                   is_canceled=watch.is_canceled)
     with ctx.storage.local_path(job.media_key) as path:
-        return transcribe_file(path, options, ctx.settings, hooks, profiles)
+        try:
+            return transcribe_file(path, options, ctx.settings, hooks, profiles)
+        except MediaError as exc:  # about the person's file, not the stored "source"
+            raise about_file(exc, path.name, job.filename) from exc
 
 
 def known_profiles(speakers: list[KnownSpeaker]) -> list[VoiceProfile]:

@@ -15,12 +15,14 @@ from hark.config import Settings
 from hark.errors import ModelNotInstalledError, OptionError, UnknownModelError
 from hark.pipeline.diarization.base import DiarizationOptions
 from hark.pipeline.engines.select import (
+    POCKETSPHINX,
     check_model_name,
     model_available,
     model_key,
     resolve_model,
 )
 from hark.pipeline.languages import language_code
+from hark.pipeline.model_store import WHISPER_REPOS, installed_models
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
 
@@ -35,6 +37,21 @@ class UnknownModelOptionError(OptionError):
     code = "UNKNOWN_MODEL"
 
 
+def check_model_is_a_name(model: str, settings: Settings) -> None:
+    """Over HTTP a model is named, never a path: a caller must not load (or learn of)
+    folders on the server. Known sizes, pocketsphinx, and models installed in the model
+    directory or from packages are accepted; paths stay a command-line feature."""
+    key = model_key(model)
+    installed = {m.name for m in installed_models(settings.models_path,
+                                                  packages=settings.model_packages)}
+    if key == POCKETSPHINX or key in WHISPER_REPOS or key in installed:
+        return
+    known = ", ".join(sorted({POCKETSPHINX, *WHISPER_REPOS, *installed}))
+    raise UnknownModelOptionError(
+        f"Unknown model {model!r}: give the name of a model (paths to model folders work "
+        f"only on the command line). Known models: {known}", field="model")
+
+
 class KnownSpeaker(BaseModel):
     """A voice given with the request itself (the OpenAI API's known speakers): used
     instead of the tenant's enrolled profiles, for this job only."""
@@ -47,7 +64,7 @@ class KnownSpeaker(BaseModel):
 class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(default=None, max_length=512)
+    model: str | None = Field(default=None, max_length=128)
     language: str | None = Field(default=None, max_length=32)
     task: Literal["transcribe", "translate"] = "transcribe"
     diarize: bool = False
@@ -102,6 +119,7 @@ class JobOptions(BaseModel):
         """Validated pipeline options and the concrete model the job will run on."""
         language = language_code(self.language) if self.language else None
         model = resolve_model(self.model, settings, language)
+        check_model_is_a_name(model, settings)
         try:
             check_model_name(model, settings)
         except UnknownModelError as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import socket
 import time
-import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import httpx
 
 from hark import __version__
 from hark.errors import FetchError, UploadTooLargeError, UrlNotAllowedError
+from hark.filenames import clean_filename
 from hark.net.addresses import IPNetwork, allowed_networks, parse_address, refusal
 
 SOURCE_URL_FIELD = "source.url"
@@ -372,18 +372,8 @@ def disposition_filename(header: str) -> str | None:
 
 
 def sanitize_filename(name: str) -> str | None:
-    """A bare, printable file name (no directories, controls or leading dots), or None."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = name.strip().lstrip(".").strip()
-    if len(name.encode("utf-8")) > 255:
-        stem, dot, ext = name.rpartition(".")
-        if not dot or len(ext) > 16:
-            stem, dot, ext = name, "", ""
-        while stem and len(f"{stem}{dot}{ext}".encode()) > 255:
-            stem = stem[:-1]
-        name = f"{stem}{dot}{ext}"
-    return name or None
+    """A bare, printable file name (see `clean_filename`), or None when nothing is left."""
+    return clean_filename(name, default="") or None
 
 
 def response_filename(response: httpx.Response) -> str:

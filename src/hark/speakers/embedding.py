@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from hark.config import Settings
-from hark.errors import HarkError, InsufficientSpeechError, MediaError
+from hark.errors import InsufficientSpeechError, MediaError
+from hark.filenames import about_file
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.diarization.identify import unit
 from hark.pipeline.diarization.select import borrow_diarizer
@@ -77,16 +78,6 @@ def sample_from_upload(
     try:
         embedding, seconds = embed_recording(path, limited)
     except (MediaError, InsufficientSpeechError) as exc:
-        raise _relabel(exc, path.name, filename, field) from exc
+        raise about_file(exc, path.name, filename, field=field, filename=filename) from exc
     return NewSample(embedding=embedding, speech_seconds=seconds, embedder=settings.diarizer,
                      source=filename)
-
-
-def _relabel(exc: HarkError, stored_name: str, filename: str, field: str) -> HarkError:
-    """The same error, about `filename` rather than the stored file."""
-    message = exc.message.replace(repr(stored_name), repr(filename))
-    if message.startswith(stored_name + " "):
-        message = filename + message[len(stored_name):]
-    details = {k: v for k, v in exc.details.items() if k != "path"}
-    details.update(field=field, filename=filename)
-    return type(exc)(message, **details)
