@@ -183,8 +183,9 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
     created = invoke("keys", "create", "--json", "--name", "ci robot", "--tenant", "gamma")
     assert created.exit_code == 0, created.output
     info = json.loads(created.stdout)
-    assert set(info) == {"id", "name", "tenant", "key", "webhook_secret"}
+    assert set(info) == {"id", "name", "tenant", "max_priority", "key", "webhook_secret"}
     assert info["name"] == "ci robot" and info["tenant"] == "gamma"
+    assert info["max_priority"] == 0  # normal priority unless the key is given more
     key = info["key"]
     assert key.startswith("hark_") and len(key) > 40
 

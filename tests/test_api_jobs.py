@@ -463,6 +463,23 @@ def test_worker_errors_name_the_persons_file(svc: Service) -> None:
     assert "path" not in done["error"]["details"]
 
 
+def test_a_priority_above_the_keys_maximum_is_refused(svc: Service) -> None:
+    normal = bearer(svc.create_key("prio"))
+    trusted = bearer(svc.create_key("prio", max_priority=50))
+    before = svc.storage_snapshot()
+    body = assert_error(svc.upload(sine_wav(0.5), headers=normal, priority="1"), 403,
+                        "PRIORITY_NOT_ALLOWED")
+    assert body["details"] == {**body["details"], "field": "priority", "limit": 0}
+    assert svc.storage_snapshot() == before  # refused before anything was kept
+    low = svc.submit(sine_wav(0.5), headers=normal, priority="-5")  # lower is always fine
+    high = svc.submit(sine_wav(0.5), headers=trusted, priority="50")
+    assert (low["priority"], high["priority"]) == (-5, 50)
+    assert_error(svc.upload(sine_wav(0.5), headers=trusted, priority="51"), 403,
+                 "PRIORITY_NOT_ALLOWED")
+    for job in (low, high):
+        svc.client.delete(f"{JOBS}/{job['id']}", headers=trusted)
+
+
 def test_a_long_file_name_keeps_its_extension(svc: Service) -> None:
     name = "interview " + "é" * 300 + ".wav"
     job = svc.submit(speech_wav(1.0), name)

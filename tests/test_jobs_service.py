@@ -172,10 +172,32 @@ def test_pagination_is_newest_first_without_gaps(db: Database) -> None:
         service.list_jobs(session, "a", status=None, limit=3, cursor="garbage!")
 
 
-def test_queue_limit(db: Database) -> None:
-    submit(db, max_queued=1)
-    with pytest.raises(QueueFullError):
-        submit(db, max_queued=1)
+def test_queue_limit_is_per_tenant(db: Database) -> None:
+    submit(db, max_queued=1, tenant="a")
+    with pytest.raises(QueueFullError) as full:
+        submit(db, max_queued=1, tenant="a")
+    assert full.value.details["limit"] == 1
+    submit(db, max_queued=1, tenant="b")  # a's backlog never refuses b
+
+
+def test_tenants_take_turns_within_a_priority(db: Database) -> None:
+    backlog = [submit(db, tenant="a", max_queued=1000) for _ in range(100)]
+    first = claim(db, worker="h/1/0")
+    assert first is not None and first.id == backlog[0]
+    late = submit(db, tenant="b")
+    # a has a job running and 99 waiting; b's one job, queued last, starts next.
+    second = claim(db, worker="h/1/1")
+    assert second is not None and second.id == late
+    # Both now have one running: the older waiting job goes first, and a's order holds.
+    third = claim(db, worker="h/1/2")
+    assert third is not None and third.id == backlog[1]
+    # Priority still comes before turns.
+    urgent = submit(db, tenant="a", priority=5, max_queued=1000)
+    later = submit(db, tenant="c")
+    nxt = claim(db, worker="h/1/3")
+    assert nxt is not None and nxt.id == urgent
+    nxt = claim(db, worker="h/1/4")
+    assert nxt is not None and nxt.id == later  # c runs nothing yet: its turn
 
 
 def test_parse_queues() -> None:

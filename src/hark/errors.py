@@ -10,6 +10,7 @@
     │   └── AudioTooLongError              AUDIO_TOO_LONG       422
     ├── OptionError                        INVALID_OPTION       422
     │   ├── UnsupportedLanguageError       UNSUPPORTED_LANGUAGE 422
+    │   ├── PriorityNotAllowedError        PRIORITY_NOT_ALLOWED 403
     │   └── InsufficientSpeechError        INSUFFICIENT_SPEECH  422
     ├── ModelError
     │   ├── UnknownModelError              UNKNOWN_MODEL        404
@@ -102,6 +103,13 @@ class OptionError(HarkError):
 
 class UnsupportedLanguageError(OptionError):
     code = "UNSUPPORTED_LANGUAGE"
+
+
+class PriorityNotAllowedError(OptionError):
+    """A job priority above what the caller's key allows."""
+
+    code = "PRIORITY_NOT_ALLOWED"
+    status_code = 403
 
 
 class InsufficientSpeechError(OptionError):

@@ -144,8 +144,8 @@ class Service:
         """Every file and folder under the storage folder, as relative paths."""
         return tree(self.storage_root)
 
-    def create_key(self, tenant: str, name: str = "test") -> str:
-        return create_api_key(self.state, tenant, name)
+    def create_key(self, tenant: str, name: str = "test", max_priority: int = 0) -> str:
+        return create_api_key(self.state, tenant, name, max_priority)
 
 
 def tree(root: Path) -> set[str]:
@@ -158,9 +158,11 @@ def tree(root: Path) -> set[str]:
     return found
 
 
-def create_api_key(state: ServiceState, tenant: str, name: str = "test") -> str:
+def create_api_key(state: ServiceState, tenant: str, name: str = "test",
+                   max_priority: int = 0) -> str:
     with state.db.session(write=True) as session:
-        return create_key(session, name=name, tenant_id=tenant).secret
+        return create_key(session, name=name, tenant_id=tenant,
+                          max_priority=max_priority).secret
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ from hark.db.base import DEFAULT_TENANT_ID
 from hark.errors import AuthenticationError
 from hark.keys.service import authenticate, hash_key
 
-ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None)
+# Anonymous use is the person at this machine (loopback only): every priority is theirs.
+ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None, max_priority=100)
 
 
 def is_loopback(host: str) -> bool:
@@ -56,7 +57,8 @@ def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:
         key = authenticate(session, raw)
         if key is None:
             raise AuthenticationError("the API key is not valid or was revoked")
-        principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id)
+        principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id,
+                              max_priority=key.max_priority)
     state.keys.put(digest, principal)
     return principal
 

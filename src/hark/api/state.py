@@ -23,6 +23,8 @@ class Principal:
 
     tenant_id: str
     api_key_id: str | None
+    # The highest job priority this caller may ask for (0: normal).
+    max_priority: int = 0
 
 
 @dataclass

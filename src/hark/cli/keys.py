@@ -29,6 +29,8 @@ def create(
     name: Annotated[str, typer.Option("--name", "-n", help="What the key is for.")] = "default",
     tenant: Annotated[str, typer.Option(
         "--tenant", help="Tenant whose jobs, results and speakers the key can reach.")] = "local",
+    max_priority: Annotated[int, typer.Option(
+        help="Highest job priority the key may ask for (0: normal; up to 100).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make a key. It is shown once: store it now; only its hash is kept."""
@@ -36,10 +38,12 @@ def create(
 
     try:
         with _session_scope() as db, db.session(write=True) as session:
-            created = create_key(session, name=name, tenant_id=tenant)
+            created = create_key(session, name=name, tenant_id=tenant,
+                                 max_priority=max_priority)
             key = created.key
             info = {"id": key.id, "name": key.name, "tenant": key.tenant_id,
-                    "key": created.secret, "webhook_secret": key.webhook_secret}
+                    "max_priority": key.max_priority, "key": created.secret,
+                    "webhook_secret": key.webhook_secret}
     except HarkError as exc:
         fail(exc)
     if as_json:

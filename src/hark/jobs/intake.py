@@ -21,6 +21,7 @@ from hark.api.state import Principal, ServiceState
 from hark.db.base import new_id, utcnow
 from hark.errors import (
     MediaError,
+    PriorityNotAllowedError,
     RequestError,
     UploadNotFoundError,
     UploadStateError,
@@ -90,6 +91,10 @@ def finish_submission(
     """Validate, probe and queue stored media as job `job_id`; on failure remove it."""
     try:
         options, model = checked or validate_options(fields or {}, state)
+        if options.priority > principal.max_priority:
+            raise PriorityNotAllowedError(
+                f"priority {options.priority} is above this key's maximum of "
+                f"{principal.max_priority}", field="priority", limit=principal.max_priority)
         info = probe_stored(state, key, filename, field)
         media = NewMedia(key=key, filename=clean_filename(filename), size=size,
                          duration=round(info.duration, 3), source_url=source_url)

@@ -31,6 +31,7 @@ class Job(IdMixin, TenantMixin, TimestampMixin, Base):
         Index("ix_jobs_claim", "status", "queue", "priority", "created_at"),
         # Listing: a tenant's jobs newest first, optionally by status.
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_jobs_tenant_status", "tenant_id", "status"),
     )
 
     api_key_id: Mapped[str | None] = mapped_column(String(36))

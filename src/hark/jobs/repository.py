@@ -45,14 +45,33 @@ class JobRepository:
         return list(self.session.scalars(query))
 
     def next_queued(self, queues: Sequence[str]) -> Job | None:
-        """The most urgent, then oldest, queued job of `queues`, locked for claiming.
+        """The job to claim next from `queues`, locked for claiming.
 
-        PostgreSQL skips rows other claimers hold; SQLite serialises writers anyway.
+        The most urgent priority first. Within it, tenants take turns: the tenant with
+        the fewest jobs running goes first (then the one whose waiting job is oldest),
+        and runs its oldest job, so one tenant's backlog never keeps another's job
+        waiting behind it. PostgreSQL skips rows other claimers hold; SQLite serialises
+        writers anyway.
         """
-        query = (select(Job).where(Job.status == QUEUED, Job.queue.in_(queues))
-                 .order_by(Job.priority.desc(), Job.created_at, Job.id).limit(1)
-                 .with_for_update(skip_locked=True))
-        return self.session.scalars(query).first()
+        waiting = (Job.status == QUEUED, Job.queue.in_(queues))
+        top = self.session.scalar(select(func.max(Job.priority)).where(*waiting))
+        if top is None:
+            return None
+        heads: dict[str, datetime] = {tenant: oldest for tenant, oldest in self.session.execute(
+            select(Job.tenant_id, func.min(Job.created_at))
+            .where(*waiting, Job.priority == top).group_by(Job.tenant_id))}
+        running: dict[str, int] = {tenant: count for tenant, count in self.session.execute(
+            select(Job.tenant_id, func.count()).where(
+                Job.status == RUNNING, Job.tenant_id.in_(list(heads)))
+            .group_by(Job.tenant_id))}
+        for tenant in sorted(heads, key=lambda t: (running.get(t, 0), heads[t], t)):
+            job = self.session.scalars(
+                select(Job).where(*waiting, Job.priority == top, Job.tenant_id == tenant)
+                .order_by(Job.created_at, Job.id).limit(1)
+                .with_for_update(skip_locked=True)).first()
+            if job is not None:
+                return job
+        return None
 
     def has_queued(self, queues: Sequence[str]) -> bool:
         query = select(Job.id).where(Job.status == QUEUED, Job.queue.in_(queues)).limit(1)
@@ -83,9 +102,10 @@ class JobRepository:
                                     .where(Job.status == QUEUED).group_by(Job.queue))
         return {queue: count for queue, count in rows}
 
-    def count_queued(self) -> int:
+    def count_queued(self, tenant_id: str) -> int:
         return int(self.session.scalar(
-            select(func.count()).select_from(Job).where(Job.status == QUEUED)) or 0)
+            select(func.count()).select_from(Job).where(
+                Job.tenant_id == tenant_id, Job.status == QUEUED)) or 0)
 
     def due_webhooks(self, now: datetime, limit: int) -> list[Job]:
         return list(self.session.scalars(

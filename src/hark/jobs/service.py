@@ -60,8 +60,10 @@ def create_job(
     model: str, media: NewMedia, max_queued: int, job_id: str | None = None,
 ) -> Job:
     repository = JobRepository(session)
-    if repository.count_queued() >= max_queued:
-        raise QueueFullError(f"the queue is full ({max_queued} jobs waiting); retry later")
+    # Per tenant: one tenant's backlog never refuses another's job.
+    if repository.count_queued(tenant_id) >= max_queued:
+        raise QueueFullError(f"this tenant already has {max_queued} jobs waiting; retry "
+                             "later", limit=max_queued)
     job = Job(
         id=job_id or new_id(), tenant_id=tenant_id, api_key_id=api_key_id, status=QUEUED,
         queue=size_class(model), priority=options.priority, options=options.stored(),

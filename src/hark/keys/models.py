@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hark.db.base import Base, IdMixin, TenantMixin, TimestampMixin
@@ -22,3 +22,5 @@ class ApiKey(IdMixin, TenantMixin, TimestampMixin, Base):
     webhook_secret: Mapped[str] = mapped_column(String(128))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The highest job priority this key may ask for (0: normal); above it is refused.
+    max_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -34,15 +34,20 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str, tenant_id: str) -> CreatedKey:
+def create_key(session: Session, *, name: str, tenant_id: str,
+               max_priority: int = 0) -> CreatedKey:
     tenant_id = tenant_id.strip()
     if not tenant_id or len(tenant_id) > MAX_TENANT_LENGTH or not tenant_id.replace(
             "-", "").replace("_", "").replace(".", "").isalnum():
         raise OptionError("a tenant is 1-64 letters, digits, '-', '_' or '.'", field="tenant")
     name = " ".join(name.split()) or "unnamed"
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    if not -100 <= max_priority <= 100:
+        raise OptionError("a key's maximum priority is between -100 and 100",
+                          field="max_priority")
     key = ApiKey(name=name[:200], tenant_id=tenant_id, prefix=raw[:_DISPLAY_CHARS],
-                 key_hash=hash_key(raw), webhook_secret="whsec_" + secrets.token_urlsafe(32))
+                 key_hash=hash_key(raw), webhook_secret="whsec_" + secrets.token_urlsafe(32),
+                 max_priority=max_priority)
     session.add(key)
     session.flush()
     return CreatedKey(key, raw)
