@@ -1,13 +1,8 @@
 """Outbound HTTP that cannot be pointed at Hark's own network (SSRF protection)."""
 
 from hark.net.addresses import blocked_reason, is_allowed, parse_networks, refusal
-from hark.net.fetch import (
-    BlockedAddressError,
-    FetchResult,
-    check_url,
-    fetch,
-    safe_client,
-)
+from hark.net.fetch import FetchResult, check_url, fetch
+from hark.net.transport import BlockedAddressError, safe_client
 
 __all__ = [
     "BlockedAddressError",

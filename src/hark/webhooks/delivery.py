@@ -17,7 +17,8 @@ import httpx
 
 from hark.errors import OptionError, UrlNotAllowedError
 from hark.net.addresses import IPNetwork
-from hark.net.fetch import BlockedAddressError, check_url, safe_client
+from hark.net.fetch import check_url
+from hark.net.transport import BlockedAddressError, safe_client
 from hark.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 
 WEBHOOK_URL_FIELD = "webhook_url"
