@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cachetools import TTLCache
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
-from hark.api.state import KeyCache
 from hark.cli import app as cli
 from hark.keys.service import revoke_key
+from hark.runtime import KEY_CACHE_SECONDS
 from tests.support.service import (
     API,
     JOBS,
@@ -137,10 +138,10 @@ def test_another_tenant_cannot_see_or_touch_a_job(svc: Service,
 
 
 def test_revoked_key_stops_working_within_the_cache_ttl(svc: Service) -> None:
-    assert KeyCache().ttl <= 5.0  # the promise: a revoked key works at most 5 s more
+    assert KEY_CACHE_SECONDS <= 5.0  # the promise: a revoked key works at most 5 s more
     state = svc.state
     original = state.keys
-    state.keys = KeyCache(ttl=0.5)
+    state.keys = TTLCache(100, 0.5)
     try:
         key = svc.create_key("alpha", "to-revoke")
         assert svc.client.get(JOBS, headers=bearer(key)).status_code == 200  # now cached
@@ -205,7 +206,7 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
         revoked = invoke("keys", "revoke", key[:12])
         assert revoked.exit_code == 0, revoked.output
         assert revoked.stdout.strip() == f"Revoked {info['id']}"
-        server.state.keys = KeyCache()  # skip the cache's grace period
+        server.state.keys.clear()  # skip the cache's grace period
         assert_unauthorized(server.client.get(JOBS, headers=bearer(key)))
 
     assert info["id"] not in invoke("keys", "list").stdout

@@ -25,13 +25,14 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse
 from websockets.sync.client import connect
 
-from hark.api.logging import AccessLogMiddleware, configure_logging, get_logger
+from hark.api.logging import AccessLogMiddleware
 from hark.api.metrics import MetricsMiddleware, metrics_router
 from hark.api.request_id import (
     RequestIdMiddleware,
     current_request_id,
     request_id_from_scope,
 )
+from hark.logs import configure_logging, get_logger
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 ReadLines = Callable[[], list[dict[str, Any]]]

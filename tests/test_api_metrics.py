@@ -15,18 +15,16 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from hark.api import metrics
-from hark.api.metrics import (
+from hark import metrics
+from hark.api.metrics import MetricsMiddleware, metrics_router, summary
+from hark.api.request_id import RequestIdMiddleware
+from hark.metrics import (
     JobCounts,
-    MetricsMiddleware,
-    metrics_router,
     record_job,
     record_model_load,
     render_latest,
     set_job_counts_source,
-    summary,
 )
-from hark.api.request_id import RequestIdMiddleware
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -59,7 +59,7 @@ def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:
             raise AuthenticationError("the API key is not valid or was revoked")
         principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id,
                               max_priority=key.max_priority)
-    state.keys.put(digest, principal)
+    state.keys[digest] = principal
     return principal
 
 

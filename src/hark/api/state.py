@@ -1,72 +1,40 @@
-"""What every request handler can reach: the service's adapters, built once at startup."""
+"""What every request handler can reach: the runtime the app's lifespan started."""
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
-from hark.config import Settings
-from hark.db import Database
-from hark.events.base import EventBus
-from hark.jobs.queue import JobQueue
-from hark.jobs.reader import JobRowReader
-from hark.storage.base import Storage
-from hark.workers.pool import WorkerPool
+from hark.principal import Principal
+from hark.runtime import ServiceState
 
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a tenant, through an API key (or anonymously, when allowed)."""
-
-    tenant_id: str
-    api_key_id: str | None
-    # The highest job priority this caller may ask for (0: normal).
-    max_priority: int = 0
-
-
-@dataclass
-class KeyCache:
-    """Recently seen keys, so the hot status endpoint does not hash-and-query each time.
-
-    Entries live `ttl` seconds: a revoked key stops working within that time.
-    """
-
-    ttl: float = 5.0
-    _entries: dict[str, tuple[float, Principal]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def get(self, digest: str) -> Principal | None:
-        with self._lock:
-            entry = self._entries.get(digest)
-        if entry is None or time.monotonic() - entry[0] > self.ttl:
-            return None
-        return entry[1]
-
-    def put(self, digest: str, principal: Principal) -> None:
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = (time.monotonic(), principal)
-
-
-@dataclass
-class ServiceState:
-    settings: Settings
-    db: Database
-    storage: Storage
-    bus: EventBus
-    queue: JobQueue
-    pool: WorkerPool | None
-    anonymous: bool
-    job_reader: JobRowReader | None = None
-    """Status reads on the event loop's own connection (SQLite only)."""
-    keys: KeyCache = field(default_factory=KeyCache)
-    started_at: float = field(default_factory=time.time)
+__all__ = ["Principal", "ReadSession", "ServiceState", "State", "WriteSession", "get_state"]
 
 
 async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.hark
     return state
+
+
+def _read_session(request: Request) -> Iterator[Session]:
+    state: ServiceState = request.app.state.hark
+    with state.db.session() as session:
+        yield session
+
+
+def _write_session(request: Request) -> Iterator[Session]:
+    state: ServiceState = request.app.state.hark
+    with state.db.session(write=True) as session:
+        yield session
+
+
+# The request's unit of work: services change and flush, and the session commits when
+# the handler returns, before the response is sent (so a client that reads right after
+# sees the change); actions registered to run after the commit go then too. A raised
+# error rolls everything back.
+ReadSession = Annotated[Session, Depends(_read_session, scope="function")]
+WriteSession = Annotated[Session, Depends(_write_session, scope="function")]
+State = Annotated[ServiceState, Depends(get_state)]

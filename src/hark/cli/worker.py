@@ -31,9 +31,9 @@ def worker(
     ] = None,
 ) -> None:
     """Run jobs from the broker's queues until stopped (SIGTERM: finish the running jobs)."""
-    from hark.api.logging import configure_logging
     from hark.db import open_database
     from hark.jobs.routing import parse_queues
+    from hark.logs import configure_logging
     from hark.workers.celery_app import make_celery, queue_name
 
     settings = get_settings()

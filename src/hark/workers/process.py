@@ -61,7 +61,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = Settings(**settings_data)
-    from hark.api.logging import configure_logging
+    from hark.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
     db = Database(settings.database)

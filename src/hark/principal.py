@@ -1,0 +1,13 @@
+"""Who is calling: a tenant, through an API key (or anonymously, when allowed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: str
+    api_key_id: str | None
+    # The highest job priority this caller may ask for (0: normal).
+    max_priority: int = 0
