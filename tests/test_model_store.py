@@ -13,14 +13,13 @@ from tqdm import tqdm
 
 from hark.errors import ModelDownloadError, ModelNotInstalledError, UnknownModelError
 from hark.pipeline import model_packages, model_store
-from hark.pipeline.model_files import SOURCE_FILE, read_source
+from hark.pipeline.model_files import SOURCE_FILE, is_whisper_model_dir, read_source
 from hark.pipeline.model_store import (
     QUALITY_ORDER,
     WHISPER_REPOS,
     InstalledModel,
     best_installed,
     installed_models,
-    is_whisper_model_dir,
     pull,
     remove,
     resolve_whisper_model,

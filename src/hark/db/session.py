@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from hark.db import hooks  # noqa: F401  (registers the after-commit listeners)
 from hark.db.engine import SQLITE_BEGIN_OPTION, make_engine, normalize_url, translate_errors
 
 
@@ -29,20 +30,25 @@ class Database:
         self.local = self.url.get_backend_name() == "sqlite"
         # Objects stay readable after commit: the edge often reports what it just wrote.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Write sessions make SQLite take its write lock when their transaction begins,
+        # at their first statement, not when the session is made: an HTTP handler holds
+        # one while it streams and probes an upload, and must not block writers then.
+        self._writers = sessionmaker(
+            self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}),
+            expire_on_commit=False)
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session committed when the block ends normally and rolled back if it raises.
 
-        `write=True` makes SQLite take its write lock when the transaction begins, so
-        a read-then-write unit of work waits its turn instead of failing halfway when
-        another writer got there first; PostgreSQL ignores it.
+        `write=True` makes SQLite take its write lock when the transaction begins (at
+        the first statement), so a read-then-write unit of work waits its turn instead
+        of failing halfway when another writer got there first; PostgreSQL ignores it.
+        Actions registered with `hark.db.hooks` run after the commit (or rollback).
         """
         with translate_errors(self.url):
-            session = self._sessions()
+            session = (self._writers if write else self._sessions)()
             try:
-                if write:
-                    session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
                 yield session
                 session.commit()
             except BaseException:

@@ -1,66 +1,104 @@
-"""The job API: submit, list, read, fetch results, cancel and purge."""
+"""The job API: submit, list, read, fetch results, retry, cancel and purge.
+
+Handlers parse the request, call the job services with the request's session (which
+commits when the handler returns) and answer through the job's one API shape, `JobOut`.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
 from hark.api.auth import CurrentPrincipal, require_principal
-from hark.api.state import ServiceState, get_state
+from hark.api.multipart import parse_form
+from hark.api.state import ReadSession, ServiceState, State, WriteSession
 from hark.db.base import new_id
-from hark.errors import JobPurgedError, JobStateError, OptionError
-from hark.jobs import feed, intake, service
-from hark.jobs.models import COMPLETED, STATUSES
-from hark.jobs.runner import results_prefix
+from hark.errors import (
+    JobPurgedError,
+    JobStateError,
+    OptionError,
+    RequestError,
+    UploadTooLargeError,
+)
+from hark.jobs import intake, lifecycle, service
+from hark.jobs.keys import media_key
+from hark.jobs.models import COMPLETED, STATUSES, Job
 from hark.jobs.schemas import CreateJob, CreateUpload, JobOut, JobPage, UploadSlot, UrlSource
-from hark.jobs.views import job_dict
 from hark.pipeline.transcript import Transcript
 from hark.pipeline.writers import FORMATS, MEDIA_TYPES, render
+from hark.storage.base import Storage
 from hark.transcripts import service as revisions
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
-State = Annotated[ServiceState, Depends(get_state)]
 
 
-def _job_response(job: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(job_dict(job), status_code=status_code)
+def job_response(job: Job | JobOut, status_code: int = 200,
+                 headers: dict[str, str] | None = None) -> Response:
+    out = job if isinstance(job, JobOut) else JobOut.of(job)
+    return Response(out.json_bytes(), status_code=status_code, headers=headers,
+                    media_type="application/json")
 
 
 @router.post("/jobs/upload", status_code=202, response_model=JobOut,
              summary="Submit a recording as multipart form data")
-async def upload_job(request: Request, principal: CurrentPrincipal, state: State) -> Response:
+async def upload_job(request: Request, principal: CurrentPrincipal, state: State,
+                     session: WriteSession) -> Response:
     job_id = new_id()
-    length = request.headers.get("content-length")
-    fields, filename, size = await intake.receive_multipart(
+    key = media_key(job_id)
+    fields, filename, size = await receive_multipart(
         state, request.stream(), request.headers.get("content-type"),
-        int(length) if length and length.isdigit() else None, job_id)
-    job = await run_in_threadpool(
-        intake.finish_submission, state, principal, job_id=job_id,
-        key=intake.media_key(job_id), filename=filename, size=size, fields=fields)
-    return _job_response(job, 202)
+        request.headers.get("content-length"), key)
+    try:
+        checked = intake.check_options(fields, state)
+    except BaseException:
+        state.storage.delete_prefix(key)
+        raise
+    job = await run_in_threadpool(intake.submit_stored, session, state, principal,
+                                  job_id=job_id, key=key, filename=filename, size=size,
+                                  checked=checked)
+    return job_response(job, 202)
+
+
+async def receive_multipart(state: ServiceState, chunks: AsyncIterator[bytes],
+                            content_type: str | None, content_length: str | None,
+                            key: str) -> tuple[dict[str, Any], str, int]:
+    """Stream a multipart body's file into storage; returns (fields, filename, size)."""
+    limit = state.settings.max_upload_bytes
+    length = int(content_length) if content_length and content_length.isdigit() else None
+    if length is not None and length > limit + intake.MULTIPART_OVERHEAD_BYTES:
+        raise UploadTooLargeError(f"the upload is larger than the {limit}-byte limit",
+                                  field="file", limit=limit)
+    form = await parse_form(chunks, content_type, lambda _name, _type: state.storage.writer(key),
+                            max_file_bytes=limit)
+    if form.file is None:
+        raise RequestError("a 'file' part with the recording is required", field="file")
+    fields = {name: values[-1] for name, values in form.fields.items()}
+    return fields, form.file.filename, form.file.size
 
 
 @router.post("/jobs", status_code=202, response_model=JobOut,
              summary="Submit a recording by URL or by a filled upload slot")
-def create_job(body: CreateJob, principal: CurrentPrincipal, state: State) -> Response:
-    fields = body.model_dump(exclude_unset=True, exclude={"source"})
+def create_job(body: CreateJob, principal: CurrentPrincipal, state: State,
+               session: WriteSession) -> Response:
+    checked = intake.check_options(body.model_dump(exclude_unset=True, exclude={"source"}),
+                                   state)
     if isinstance(body.source, UrlSource):
-        job = intake.submit_url(state, principal, body.source.url, fields)
+        job = intake.submit_url(session, state, principal, body.source.url, checked)
     else:
-        job = intake.submit_upload(state, principal, body.source.upload_id, fields)
-    return _job_response(job, 202)
+        job = intake.submit_upload(session, state, principal, body.source.upload_id, checked)
+    return job_response(job, 202)
 
 
 @router.post("/uploads", status_code=201, response_model=UploadSlot,
              summary="Reserve an upload slot; PUT the file to the returned URL")
 def create_upload(body: CreateUpload, principal: CurrentPrincipal, state: State,
-                  request: Request) -> UploadSlot:
-    upload, token = intake.create_upload(state, principal, body)
+                  session: WriteSession, request: Request) -> UploadSlot:
+    upload, token = intake.create_upload(session, state, principal, body)
     # Scaled mode: the client sends the file straight to the object store.
     url = state.storage.presigned_put(upload.storage_key, size=upload.declared_size,
                                       expires_seconds=state.settings.upload_url_seconds)
@@ -71,61 +109,79 @@ def create_upload(body: CreateUpload, principal: CurrentPrincipal, state: State,
 
 
 @router.put("/uploads/{upload_id}", summary="Upload the file of a slot (the URL carries the token)")
-async def put_upload(upload_id: str, request: Request, state: State,
+async def put_upload(upload_id: str, request: Request, state: State, session: WriteSession,
                      token: Annotated[str, Query(max_length=128)]) -> dict[str, Any]:
-    upload = await run_in_threadpool(intake.open_upload_for_put, state, upload_id, token)
-    size = await intake.receive_put(state, upload, request.stream())
-    return {"upload_id": upload.id, "size": size, "status": "ready"}
+    upload = await run_in_threadpool(intake.upload_for_put, session, upload_id, token)
+    declared, key = upload.declared_size, upload.storage_key
+    # The slot's row is read; the transaction ends before the body streams in, so no
+    # database lock is held while a client sends it.
+    await run_in_threadpool(session.commit)
+    await receive_put(state.storage, key, declared, request.stream())
+    try:
+        await run_in_threadpool(intake.mark_upload_filled, session, state, upload_id, declared)
+    except BaseException:
+        state.storage.delete_prefix(key)
+        raise
+    return {"upload_id": upload_id, "size": declared, "status": "ready"}
+
+
+async def receive_put(storage: Storage, key: str, declared: int,
+                      chunks: AsyncIterator[bytes]) -> None:
+    """Stream a PUT body into the slot's object; exactly the declared size is accepted."""
+    with storage.writer(key) as writer:
+        async for chunk in chunks:
+            if writer.size + len(chunk) > declared:
+                raise UploadTooLargeError(
+                    f"the body is larger than the declared size of {declared} bytes",
+                    field="body", limit=declared)
+            writer.write(chunk)
+        if writer.size != declared:
+            raise RequestError(f"the body has {writer.size} bytes; {declared} were declared",
+                               field="body")
+        writer.commit()
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
 def list_jobs(
-    principal: CurrentPrincipal, state: State,
+    principal: CurrentPrincipal, session: ReadSession,
     status: Annotated[str | None, Query(max_length=16)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
     if status is not None and status not in STATUSES:
         raise OptionError(f"status must be one of {', '.join(STATUSES)}", field="status")
-    with state.db.session() as session:
-        jobs, next_cursor = service.list_jobs(session, principal.tenant_id, status=status,
-                                              limit=limit, cursor=cursor)
-        items = [job_dict(job) for job in jobs]
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+    jobs, next_cursor = service.list_jobs(session, principal.tenant_id, status=status,
+                                          limit=limit, cursor=cursor)
+    page = JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status")
 async def get_job(job_id: str, request: Request) -> Response:
-    # The hottest endpoint (clients poll it): one indexed read without the ORM, and on
-    # SQLite, whose WAL readers never wait for writers, on the loop's own connection.
-    # The principal and state are fetched here rather than declared as dependencies,
-    # whose resolution costs as much again as the read.
+    # The hottest endpoint (clients poll it): one indexed read of the job's row. The
+    # principal and state are fetched here rather than declared as dependencies, whose
+    # resolution costs as much again as the read.
     principal = await require_principal(request)
     state: ServiceState = request.app.state.hark
-    if state.job_reader is not None:
-        return _job_response(service.visible_job(state.job_reader.read(job_id),
-                                                 principal.tenant_id, job_id))
-    return _job_response(
-        await run_in_threadpool(service.read_job, state.db, principal.tenant_id, job_id))
+    assert state.job_reader is not None
+    return job_response(await state.job_reader.read(principal.tenant_id, job_id))
 
 
 @router.get("/jobs/{job_id}/result", summary="The transcript, in one of the formats",
             response_class=Response)
-def get_result(job_id: str, principal: CurrentPrincipal, state: State,
+def get_result(job_id: str, principal: CurrentPrincipal, state: State, session: ReadSession,
                format: Annotated[str, Query(max_length=8)] = "json") -> Response:
     if format not in FORMATS:
         raise OptionError(f"format must be one of {', '.join(FORMATS)}", field="format")
-    with state.db.session() as session:
-        job = service.get_job(session, principal.tenant_id, job_id)
-        status, result_key, filename = job.status, job.result_key, job.filename
-    if status != COMPLETED:
-        raise JobStateError(f"the job is {status}; a result exists once it is completed",
-                            status=status)
-    if result_key is None:
+    job = service.get_job(session, principal.tenant_id, job_id)
+    if job.status != COMPLETED:
+        raise JobStateError(f"the job is {job.status}; a result exists once it is completed",
+                            status=job.status)
+    if job.result_key is None:
         raise JobPurgedError("the job's results were deleted (purged) and cannot be "
-                             "fetched again", status=status)
-    raw = state.storage.get_bytes(result_key)
-    stem = filename.rsplit(".", 1)[0] or "transcript"
+                             "fetched again", status=job.status)
+    raw = state.storage.get_bytes(job.result_key)
+    stem = job.filename.rsplit(".", 1)[0] or "transcript"
     # The latest revision: edited words and renamed speakers, the original timings.
     edited = revisions.latest_edited(state.db, job_id, raw)
     if format == "json" and edited is None:
@@ -137,24 +193,20 @@ def get_result(job_id: str, principal: CurrentPrincipal, state: State,
                     headers={"Content-Disposition": _disposition(f"{stem}.{format}")})
 
 
+@router.post("/jobs/{job_id}/retry", status_code=202, response_model=JobOut,
+             summary="Run a failed or canceled job again as a new job (same recording "
+                     "and options)")
+def retry_job(job_id: str, principal: CurrentPrincipal, state: State,
+              session: WriteSession) -> Response:
+    job = lifecycle.retry(session, state, principal, job_id)
+    return job_response(job, 202, headers={"Location": f"{router.prefix}/jobs/{job.id}"})
+
+
 @router.delete("/jobs/{job_id}", response_model=JobOut,
                summary="Cancel a job; with purge=true also delete its audio and results")
-def delete_job(job_id: str, principal: CurrentPrincipal, state: State,
+def delete_job(job_id: str, principal: CurrentPrincipal, state: State, session: WriteSession,
                purge: bool = False) -> Response:
-    with state.db.session(write=True) as session:
-        job, changed = service.cancel_job(session, principal.tenant_id, job_id)
-        keys = [k for k in (job.media_key, results_prefix(job.id)) if k] if purge else []
-        if purge:
-            service.mark_purged(job)
-            revisions.forget(session, job.id)  # edits and search index: text of the recording
-        body = job_dict(job)
-    if changed:
-        state.bus.publish(job_id, {"type": "canceled", "job_id": job_id, "status": "canceled"})
-    if purge:
-        feed.publish(state.bus, principal.tenant_id, feed.PURGED, body)
-    for key in keys:
-        state.storage.delete_prefix(key)
-    return JSONResponse(body)
+    return job_response(lifecycle.cancel(session, state, principal, job_id, purge=purge))
 
 
 def _loads(raw: bytes) -> dict[str, Any]:

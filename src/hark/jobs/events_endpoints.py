@@ -21,7 +21,7 @@ from hark.api.state import Principal, ServiceState, get_state
 from hark.errors import HarkError
 from hark.events.base import TERMINAL_EVENTS, Event, Subscription
 from hark.jobs import service
-from hark.jobs.views import current_state_events
+from hark.jobs.events import current_state as current_state_events
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 State = Annotated[ServiceState, Depends(get_state)]

@@ -1,4 +1,8 @@
-"""Job rows for status polls on SQLite, read straight from one DBAPI connection.
+"""The one way a job's status is read for the API: `JobReader.read`, the job's row as
+`JobOut`, for the caller's tenant only.
+
+On PostgreSQL the row is read on a short connection in a worker thread. On SQLite it is
+read straight from one DBAPI connection, on the event loop:
 
 `GET /api/v1/jobs/{id}` is what clients poll, and on SQLite it runs on the event loop
 (WAL readers never wait for writers, so a thread hop would only add cost). Through
@@ -7,7 +11,9 @@ handling cost several times the query itself; here one connection of the engine'
 pool is kept for the loop, and the row goes through the same column types
 (`dialect_impl(...).result_processor`), so values come out as the ORM gives them.
 The connection is in autocommit mode (see hark.db.engine): each SELECT sees the
-latest commit, and no read transaction pins an old snapshot.
+latest commit, and no read transaction pins an old snapshot. (Measured with
+`python -m benchmarks.service --only status`: about twice the requests per second of
+the threaded read; see docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -17,11 +23,47 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Engine
+from anyio.to_thread import run_sync
+from sqlalchemy import Engine, Row, bindparam, select
 from sqlalchemy.pool import PoolProxiedConnection
 
-from hark.errors import DatabaseError
+from hark.db import Database
+from hark.db.engine import translate_errors
+from hark.errors import DatabaseError, JobNotFoundError
 from hark.jobs.models import Job
+from hark.jobs.schemas import JobOut, JobRecord
+
+# Built once: status polls are the hottest read, and building the statement per call
+# costs about as much as running it.
+_READ_JOB = select(Job.__table__).where(Job.__table__.c.id == bindparam("job_id"))
+
+
+class JobReader:
+    """Status reads for one app; close it when the app stops."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._rows = JobRowReader(db.engine) if db.local else None
+
+    async def read(self, tenant_id: str, job_id: str) -> JobOut:
+        """The job as the API shows it; another tenant's job is as good as absent."""
+        row: JobRecord | None
+        if self._rows is not None:
+            row = self._rows.read(job_id)
+        else:
+            row = await run_sync(self._read_row, job_id)
+        if row is None or getattr(row, "tenant_id", None) != tenant_id:
+            raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
+        return JobOut.of(row)
+
+    def _read_row(self, job_id: str) -> Row[Any] | None:
+        # translate_errors: an unreachable database is a 503 DATABASE_ERROR, as in sessions.
+        with translate_errors(self._db.url), self._db.engine.connect() as connection:
+            return connection.execute(_READ_JOB, {"job_id": job_id}).first()
+
+    def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
 
 
 class JobRowReader:

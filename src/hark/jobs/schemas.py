@@ -7,7 +7,7 @@ option objects from it: the same checks the CLI gets, each failure naming its fi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from hark.pipeline.model_store import WHISPER_REPOS, installed_models
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
 
+API_PREFIX = "/api/v1/jobs"
 MAX_PROMPT_CHARS = 2000
 MAX_URL_CHARS = 2048
 MAX_KNOWN_SPEAKERS = 8
@@ -84,7 +85,7 @@ class JobOptions(BaseModel):
     hotwords: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     priority: int = Field(default=0, ge=-100, le=100)
     webhook_url: str | None = Field(default=None, max_length=MAX_URL_CHARS)
-    # Stored with the job (the worker reads them there); views.job_dict shows names only.
+    # Stored with the job (the worker reads them there); JobOut shows names only.
     known_speakers: list[KnownSpeaker] | None = Field(default=None,
                                                       max_length=MAX_KNOWN_SPEAKERS)
 
@@ -176,7 +177,44 @@ class JobLinks(BaseModel):
     websocket: str
 
 
+class JobWebhook(BaseModel):
+    url: str
+    status: str | None
+    attempts: int
+    error: str | None
+
+
+class JobRecord(Protocol):
+    """What a job's API shape is made from: the ORM object or a row of the jobs table."""
+
+    id: str
+    status: str
+    progress: float
+    stage: str | None
+    filename: str
+    duration: float | None
+    options: dict[str, Any]
+    model: str
+    language: str | None
+    warnings: list[str] | None
+    queue: str
+    priority: int
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: dict[str, Any] | None
+    timings: dict[str, float] | None
+    purged: bool
+    webhook_url: str | None
+    webhook_status: str | None
+    webhook_attempts: int
+    webhook_error: str | None
+
+
 class JobOut(BaseModel):
+    """A job as every API answer and event shows it (the product's job shape)."""
+
     id: str
     status: str
     progress: float
@@ -195,8 +233,38 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     error: JobError | None
     timings: dict[str, float] | None
-    webhook: dict[str, Any] | None
+    purged: bool
+    webhook: JobWebhook | None
     links: JobLinks
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobOut:
+        base = f"{API_PREFIX}/{job.id}"
+        webhook = None if not job.webhook_url else JobWebhook(
+            url=job.webhook_url, status=job.webhook_status,
+            attempts=job.webhook_attempts or 0, error=job.webhook_error)
+        return cls(
+            id=job.id, status=job.status, progress=job.progress, stage=job.stage,
+            filename=job.filename, duration=job.duration, options=shown_options(job.options),
+            model=job.model, language=job.language, warnings=job.warnings or [],
+            queue=job.queue, priority=job.priority, attempts=job.attempts,
+            created_at=job.created_at, started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=JobError.model_validate(job.error) if job.error else None,
+            timings=job.timings, purged=bool(job.purged), webhook=webhook,
+            links=JobLinks(self=base, result=f"{base}/result", events=f"{base}/events",
+                           websocket=f"{base}/ws"))
+
+    def json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def shown_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The job's options without voice embeddings: known speakers show by name only."""
+    known = (options or {}).get("known_speakers")
+    if not known:
+        return dict(options or {})
+    return {**(options or {}), "known_speakers": [{"name": s.get("name")} for s in known]}
 
 
 class JobPage(BaseModel):

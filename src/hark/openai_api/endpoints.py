@@ -27,6 +27,7 @@ from hark.db.base import new_id
 from hark.errors import HarkError, RequestError, UploadTooLargeError
 from hark.events.base import TERMINAL_EVENTS
 from hark.jobs import intake
+from hark.jobs.keys import media_key
 from hark.jobs.schemas import MAX_KNOWN_SPEAKERS
 from hark.openai_api import formats, models
 from hark.openai_api.errors import hark_error_parts
@@ -80,10 +81,19 @@ def get_model(model_id: str, principal: CurrentPrincipal, state: State) -> dict[
     return models.get_model(model_id, state.settings, state.started_at)
 
 
+def _submit(state: ServiceState, principal: Principal, job_id: str, key: str,
+            upload: UploadedFile, checked: intake.CheckedOptions) -> None:
+    # This request outlives its job's submission (it waits for the result): the
+    # submission is its own unit of work, committed before the wait begins.
+    with state.db.session(write=True) as session:
+        intake.submit_stored(session, state, principal, job_id=job_id, key=key,
+                             filename=upload.filename, size=upload.size, checked=checked)
+
+
 async def _handle(request: Request, principal: Principal, state: ServiceState,
                   task: Task) -> Response:
     job_id = new_id()
-    key = intake.media_key(job_id)
+    key = media_key(job_id)
     fields, upload = await _receive(state, request, key)
     try:
         audio = parse_request(fields, task)
@@ -99,9 +109,8 @@ async def _handle(request: Request, principal: Principal, state: ServiceState,
     # Subscribed before the job exists: not one of its events can be missed.
     subscription = state.bus.subscribe(job_id)
     try:
-        await run_in_threadpool(
-            intake.finish_submission, state, principal, job_id=job_id, key=key,
-            filename=upload.filename, size=upload.size, checked=(options, model))
+        await run_in_threadpool(_submit, state, principal, job_id, key, upload,
+                                intake.CheckedOptions(options, model))
     except BaseException:
         subscription.close()
         raise

@@ -18,16 +18,19 @@ from typing import Any
 
 import anyio
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from hark.api.state import Principal, ServiceState
-from hark.errors import CanceledError, HarkError, JobStateError
+from hark.errors import CanceledError, HarkError, JobPurgedError
 from hark.events.base import TERMINAL_EVENTS, Event, Subscription
-from hark.jobs import service
+from hark.jobs import lifecycle, service
+from hark.jobs.events import current_state
 from hark.jobs.models import FINISHED
 from hark.openai_api.errors import rebuild_error
 from hark.openai_api.schemas import openai_param
 from hark.pipeline.transcript import Transcript
+from hark.storage.base import Storage
 
 # How often a quiet wait asks whether the client is still there.
 POLL_SECONDS = 0.5
@@ -102,24 +105,33 @@ class JobWatch:
     async def cancel(self) -> None:
         # Shielded: this runs while the request's task is being cancelled.
         with anyio.CancelScope(shield=True):
-            await run_in_threadpool(cancel_job, self.state, self.principal, self.job_id)
+            await run_in_threadpool(self._cancel)
+
+    # Each check below is a unit of work of its own: the request waits far longer than
+    # any transaction should stay open.
+    def _cancel(self) -> None:
+        with self.state.db.session(write=True) as session:
+            lifecycle.cancel(session, self.state, self.principal, self.job_id)
 
     def _terminal_event(self) -> Event | None:
-        row = service.read_job(self.state.db, self.principal.tenant_id, self.job_id)
-        if row.status not in FINISHED:
-            return None
-        return {"type": row.status, "job_id": row.id, "status": row.status, "error": row.error}
+        with self.state.db.session() as session:
+            return terminal_event(session, self.principal, self.job_id)
 
     def _load_result(self) -> Transcript:
-        row = service.read_job(self.state.db, self.principal.tenant_id, self.job_id)
-        if row.result_key is None:
-            raise JobStateError("the job's result was purged", status=row.status)
-        data: dict[str, Any] = json.loads(self.state.storage.get_bytes(row.result_key))
-        return Transcript.from_dict(data)
+        with self.state.db.session() as session:
+            return load_result(session, self.state.storage, self.principal, self.job_id)
 
 
-def cancel_job(state: ServiceState, principal: Principal, job_id: str) -> None:
-    with state.db.session(write=True) as session:
-        _, changed = service.cancel_job(session, principal.tenant_id, job_id)
-    if changed:
-        state.bus.publish(job_id, {"type": "canceled", "job_id": job_id, "status": "canceled"})
+def terminal_event(session: Session, principal: Principal, job_id: str) -> Event | None:
+    """The job's outcome as its stream would have told it, or None while it runs."""
+    job = service.get_job(session, principal.tenant_id, job_id)
+    return current_state(job)[-1] if job.status in FINISHED else None
+
+
+def load_result(session: Session, storage: Storage, principal: Principal,
+                job_id: str) -> Transcript:
+    job = service.get_job(session, principal.tenant_id, job_id)
+    if job.result_key is None:
+        raise JobPurgedError("the job's results were deleted (purged)", status=job.status)
+    data: dict[str, Any] = json.loads(storage.get_bytes(job.result_key))
+    return Transcript.from_dict(data)

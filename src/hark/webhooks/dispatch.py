@@ -25,7 +25,7 @@ from hark.db.base import utcnow
 from hark.errors import HarkError
 from hark.jobs.models import Job
 from hark.jobs.repository import JobRepository
-from hark.jobs.views import job_dict
+from hark.jobs.schemas import JobOut
 from hark.keys.models import ApiKey
 from hark.net.fetch import check_url
 from hark.webhooks.delivery import backoff_seconds, deliver
@@ -115,7 +115,7 @@ class WebhookDispatcher:
             key = session.get(ApiKey, job.api_key_id) if job.api_key_id else None
             secret = key.webhook_secret if key is not None else anonymous_secret(self.settings)
             event = f"job.{job.status}"
-            body = json.dumps({"event": event, "job": job_dict(job),
+            body = json.dumps({"event": event, "job": JobOut.of(job).model_dump(mode="json"),
                                "sent_at": utcnow().isoformat().replace("+00:00", "Z")},
                               ensure_ascii=False).encode()
             url, attempt = job.webhook_url, job.webhook_attempts + 1
