@@ -10,6 +10,7 @@ before any byte is sent to them, also behind a redirect, and a server on 127.0.0
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.http_servers import ScriptedServer, redirect, respond, stream
+from tests.support.http_servers import (
+    ScriptedServer,
+    redirect,
+    respond,
+    stream,
+    trickle,
+    wait_for,
+)
 from tests.support.service import (
     API,
     JOBS,
@@ -262,22 +270,38 @@ def test_bad_json_job_requests_fetch_nothing(
 
 # --- source URLs --------------------------------------------------------------------------------
 
-def test_url_source_job_completes(svc: Service, source: ScriptedServer) -> None:
+def test_url_source_job_is_accepted_at_once_and_fetched_by_a_worker(
+        svc: Service, source: ScriptedServer) -> None:
     before = len(source.requests)
     response = submit_json(svc, {"source": {"url": source.url("/two.wav?from=archive")},
                                  "diarize": True})
     assert response.status_code == 202, response.text
     job = response.json()
-    assert job["filename"] == "two.wav"
-    assert job["duration"] == pytest.approx(4.0, abs=0.01)
+    # Accepted before anything was downloaded: the request never waits on the source.
+    assert job["filename"] == "two.wav" and job["duration"] is None
     assert job["options"] == {"diarize": True}
+    done = svc.wait(job["id"])
+    assert done["status"] == "completed", done
+    assert done["duration"] == pytest.approx(4.0, abs=0.01)
+    assert "diarize" in done["timings"]
     assert [r.path for r in source.requests[before:]] == ["/two.wav?from=archive"]
     assert source.requests[-1].method == "GET"
     stored = svc.storage_root / "media" / job["id"] / "source"
     assert stored.read_bytes() == SPEECH
-    done = svc.wait(job["id"])
-    assert done["status"] == "completed", done
-    assert "diarize" in done["timings"]
+
+
+def failed_url_job(svc: Service, url: str, code: str) -> dict[str, Any]:
+    """Submit a URL the worker must refuse: accepted, then failed with `code`, and
+    nothing of it kept in storage."""
+    response = submit_json(svc, {"source": {"url": url}})
+    assert response.status_code == 202, response.text
+    done = svc.wait(response.json()["id"])
+    assert done["status"] == "failed", done
+    assert done["error"]["error_code"] == code, done["error"]
+    assert done["error"]["details"]["field"] == "source.url"
+    assert not (svc.storage_root / "media" / done["id"]).exists()
+    error: dict[str, Any] = done["error"]
+    return error
 
 
 SSRF_TARGETS = {
@@ -296,6 +320,10 @@ SSRF_TARGETS = {
     "redirect-to-localhost": "{source}/to-localhost",
     "redirect-to-metadata": "{source}/to-metadata",
 }
+# Where a host name leads (directly or by a redirect) is judged by the worker at every
+# connection; every other refusal is plain from the URL and answered at once.
+JUDGED_BY_THE_WORKER = {"loopback-by-name", "redirect-to-loopback", "redirect-to-localhost",
+                        "redirect-to-metadata"}
 
 
 @pytest.mark.parametrize("target", list(SSRF_TARGETS))
@@ -307,35 +335,60 @@ def test_refused_source_urls(svc: Service, source: ScriptedServer, forbidden: Sc
     url = SSRF_TARGETS[target].format(
         port=forbidden.port, port6=forbidden6.port, source_port=source.port,
         source=source.url("").rstrip("/"))
-    unchanged = Unchanged(svc)
     before = len(source.requests)
-    assert_error(submit_json(svc, {"source": {"url": url}}), 422, "URL_NOT_ALLOWED",
-                 "source.url")
+    if target in JUDGED_BY_THE_WORKER:
+        failed_url_job(svc, url, "URL_NOT_ALLOWED")
+    else:
+        unchanged = Unchanged(svc)
+        assert_error(submit_json(svc, {"source": {"url": url}}), 422, "URL_NOT_ALLOWED",
+                     "source.url")
+        unchanged.check()
     assert forbidden.requests == [] and forbidden6.requests == []
     if target.startswith("redirect"):
         assert [r.path for r in source.requests[before:]] == [urlsplit(url).path]
-    unchanged.check()
 
 
-@pytest.mark.parametrize(("path", "status", "code"), [
-    ("/missing.wav", 422, "FETCH_FAILED"),
-    ("/big-declared", 413, "PAYLOAD_TOO_LARGE"),
-    ("/big-streamed", 413, "PAYLOAD_TOO_LARGE"),
-    ("/notes.txt", 415, "UNSUPPORTED_MEDIA"),
+@pytest.mark.parametrize(("path", "code"), [
+    ("/missing.wav", "FETCH_FAILED"),
+    ("/big-declared", "PAYLOAD_TOO_LARGE"),
+    ("/big-streamed", "PAYLOAD_TOO_LARGE"),
+    ("/notes.txt", "UNSUPPORTED_MEDIA"),
 ])
-def test_failed_fetches_leave_nothing(svc: Service, source: ScriptedServer, path: str,
-                                      status: int, code: str) -> None:
-    unchanged = Unchanged(svc)
-    body = assert_error(submit_json(svc, {"source": {"url": source.url(path)}}), status, code,
-                        "source.url")
+def test_failed_fetches_fail_the_job_and_leave_nothing(svc: Service, source: ScriptedServer,
+                                                       path: str, code: str) -> None:
+    error = failed_url_job(svc, source.url(path), code)
     if path == "/missing.wav":
-        assert body["details"]["status"] == 404
-    unchanged.check()
+        assert error["details"]["status"] == 404
+    if code == "UNSUPPORTED_MEDIA":  # about the file as the source named it
+        assert "notes.txt" in error["error"] and "source" not in error["error"].split()
 
 
 def test_unreachable_source_is_fetch_failed(svc: Service) -> None:
     with ScriptedServer("127.0.0.2") as gone:
         url = gone.url("/two.wav")
-    unchanged = Unchanged(svc)
-    assert_error(submit_json(svc, {"source": {"url": url}}), 422, "FETCH_FAILED", "source.url")
-    unchanged.check()
+    failed_url_job(svc, url, "FETCH_FAILED")
+
+
+def test_slow_sources_never_slow_the_api(svc: Service, source: ScriptedServer) -> None:
+    """Fifty sources that trickle a byte at a time: the submissions return at once and
+    status reads stay quick for everyone while a worker is stuck fetching."""
+    source.route("/slow.wav", trickle(0.2))
+    started = time.monotonic()
+    jobs = [submit_json(svc, {"source": {"url": source.url(f"/slow.wav?n={n}")}}).json()
+            for n in range(50)]
+    assert time.monotonic() - started < 10  # no submission waited on its source
+    svc.wait(jobs[0]["id"], until=frozenset({"running"}))
+    assert svc.job(jobs[0]["id"])["stage"] == "fetching"
+    latencies = []
+    for _ in range(200):
+        begun = time.perf_counter()
+        assert svc.client.get(f"{JOBS}/{jobs[-1]['id']}").status_code == 200
+        assert svc.client.get(JOBS, params={"limit": 10}).status_code == 200
+        latencies.append(time.perf_counter() - begun)
+    latencies.sort()
+    assert latencies[int(len(latencies) * 0.99) - 1] < 0.1, latencies[-5:]
+    for job in jobs:  # canceled while fetching: the worker lets the source go
+        svc.client.delete(f"{JOBS}/{job['id']}", params={"purge": "true"})
+    svc.wait(jobs[0]["id"])
+    # The worker notices at its next progress write and removes what it fetched.
+    assert wait_for(lambda: not (svc.storage_root / "media" / jobs[0]["id"]).exists(), 10)

@@ -168,7 +168,7 @@ def test_job_lifecycle_through_api_and_worker_processes(
         assert purged.status_code == 200, purged.text
         assert stack.object_keys(f"media/{job['id']}") == []
         assert stack.object_keys(f"results/{job['id']}") == []
-        assert client.get(f"/api/v1/jobs/{job['id']}/result").status_code == 409
+        assert client.get(f"/api/v1/jobs/{job['id']}/result").status_code == 410
     # Both processes log JSON lines; the worker says it ran the job.
     assert log_records(stack.apis[0].log_text(), tracker_warnings=True)
     worker = live_worker(stack)

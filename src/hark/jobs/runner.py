@@ -1,27 +1,20 @@
 """Running one claimed job: the same pipeline the CLI calls, plus the job's bookkeeping.
 
-Embedded workers and (in scaled mode) queue workers both call `run_job`; they differ
-in the `WorkerChannel` that carries events and metrics back to the API processes.
-A lease-renewing heartbeat thread runs beside the pipeline; the pipeline's cancel
-hook stops it at the next chunk when the job was canceled, the lease was lost, or
-the worker is shutting down.
+Embedded workers (`claim_and_run`) and scaled mode's queue workers (`run_for_message`)
+both end here; they differ in the `WorkerChannel` that carries events and metrics back
+to the API processes. A job submitted by URL is fetched first (stage `fetching`), under
+the same address, size and time rules as anything Hark downloads.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
-from hark.config import Settings
-from hark.db import Database
 from hark.errors import (
     CanceledError,
     DatabaseError,
@@ -33,98 +26,87 @@ from hark.errors import (
 )
 from hark.events.base import Event
 from hark.filenames import about_file
-from hark.jobs import service
-from hark.jobs.models import Job
+from hark.jobs import events, outcome, service
+from hark.jobs.context import WorkerChannel, WorkerContext
+from hark.jobs.keys import media_key
+from hark.jobs.lease import ShutdownRequested, Watch
+from hark.jobs.models import FAILED, Job
+from hark.jobs.routing import time_limit
 from hark.jobs.schemas import JobOptions, KnownSpeaker
 from hark.jobs.service import Claim
+from hark.net.fetch import SOURCE_URL_FIELD, fetch
 from hark.pipeline.diarization.identify import VoiceProfile
 from hark.pipeline.engines.select import engine_cache
+from hark.pipeline.media import probe
 from hark.pipeline.run import Hooks, transcribe_file
-from hark.pipeline.transcript import Segment, Transcript
-from hark.storage.base import Storage
+from hark.pipeline.transcript import Transcript
+
+__all__ = ["WorkerChannel", "WorkerContext", "claim_and_run", "run_for_message"]
 
 log = logging.getLogger("hark.worker")
 
-RESULT_PREFIX = "results"
-# How often a running job writes its progress to the database, and checks for cancel.
-PROGRESS_WRITE_SECONDS = 0.5
-CANCEL_CHECK_SECONDS = 0.5
 # Failures of the service around a job, not of the job: it goes back to the queue and
 # the exception goes on to the worker's loop, which waits before taking work again.
 OUTAGES = (DatabaseError, StorageError)
-# Waits between tries of a job's final write while the database is away.
-FINAL_WRITE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
-
-
-class WorkerChannel(Protocol):
-    """Where a worker sends what the API processes need to hear."""
-
-    def publish(self, job_id: str, event: Event) -> None: ...
-
-    def job_finished(self, model: str, status: str, audio_seconds: float,
-                     timings: dict[str, float]) -> None: ...
-
-    def model_loaded(self, model: str) -> None: ...
-
-
-class ShutdownRequested(Exception):
-    """The worker is stopping; its running job goes back to the queue."""
-
-
-@dataclass
-class WorkerContext:
-    settings: Settings
-    db: Database
-    storage: Storage
-    channel: WorkerChannel
-    worker_id: str
-    stopping: Callable[[], bool] = lambda: False
-    # Exceptions a queue worker raises into a job that ran too long.
-    timeout_errors: tuple[type[BaseException], ...] = ()
-
-
-def result_key(job_id: str, attempt: int) -> str:
-    """Each attempt writes its own object, so a losing attempt can remove what it wrote
-    without touching the winner's."""
-    return f"{RESULT_PREFIX}/{job_id}/transcript-{attempt}.json"
-
-
-def results_prefix(job_id: str) -> str:
-    return f"{RESULT_PREFIX}/{job_id}"
-
-
-def status_event(job: Job) -> Event:
-    return {"type": "status", "job_id": job.id, "status": job.status, "stage": job.stage,
-            "progress": job.progress}
+# Of a URL job's progress, the share its download stands for.
+FETCH_SHARE = 0.1
 
 
 def claim_and_run(ctx: WorkerContext, queues: tuple[str, ...]) -> bool:
-    """Claim the next job of `queues` and run it; False when there was none."""
+    """Claim the next job of `queues` (tenants taking turns) and run it; False when
+    there was none."""
     with ctx.db.session(write=True) as session:
         claimed = _claimed(ctx, service.claim_next(session, queues, ctx.worker_id,
                                                    ctx.settings.job_lease_seconds))
     return _run_claimed(ctx, claimed)
 
 
-def run_named(ctx: WorkerContext, job_id: str, owner_gone: Callable[[str], bool]) -> bool:
-    """Claim and run the job a queue message names; False when there was nothing to do
-    (finished, canceled, or running under a live worker: a duplicate message)."""
+def run_for_message(ctx: WorkerContext, job_id: str, owner_gone: Callable[[str], bool]) -> bool:
+    """Run a job for a queue message naming `job_id`; False when there was nothing to do.
+
+    A message stands for one job's worth of work in its job's queue, not for that job:
+    the named job is recovered if its worker died (a redelivered message), and then the
+    next job of the queue is claimed as embedded workers claim it, so tenants take
+    turns in scaled mode too. Every queued job has a message, so none is left behind.
+    """
     with ctx.db.session(write=True) as session:
-        claimed = _claimed(ctx, service.claim_job(
-            session, job_id, ctx.worker_id, ctx.settings.job_lease_seconds,
-            ctx.settings.job_max_attempts, owner_gone))
+        named, recovered = service.recover_if_orphaned(
+            session, job_id, ctx.settings.job_max_attempts, owner_gone)
+        failed = named if recovered == FAILED and named is not None else None
+        claimed = None
+        if named is not None and failed is None:
+            claimed = _claimed(ctx, service.claim_next(
+                session, (named.queue,), ctx.worker_id, ctx.settings.job_lease_seconds))
+        failed_event = events.failed(failed.id, failed.error) if failed is not None else None
+    if failed_event is not None:
+        ctx.channel.publish(job_id, failed_event)
     return _run_claimed(ctx, claimed)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    tenant_id: str
+    options: dict[str, Any]
+    model: str
+    queue: str
+    media_key: str | None
+    source_url: str | None
+    filename: str
+    duration: float | None
+    has_webhook: bool
+
+    @classmethod
+    def of(cls, job: Job) -> _Snapshot:
+        return cls(job.tenant_id, dict(job.options), job.model, job.queue, job.media_key,
+                   job.source_url, job.filename, job.duration, bool(job.webhook_url))
 
 
 def _claimed(ctx: WorkerContext, job: Job | None) -> tuple[Claim, _Snapshot, Event] | None:
     """What running a just-claimed job needs, read while its session is open."""
     if job is None:
         return None
-    if job.status != "running":  # claim_job failed it: interrupted too many times
-        ctx.channel.publish(job.id, {"type": "failed", "job_id": job.id,
-                                     "status": job.status, "error": job.error})
-        return None
-    return Claim(job.id, ctx.worker_id, job.attempts), _Snapshot.of(job), status_event(job)
+    return (Claim(job.id, ctx.worker_id, job.attempts), _Snapshot.of(job),
+            events.status(job.id, job.status, job.stage, job.progress))
 
 
 def _run_claimed(ctx: WorkerContext, claimed: tuple[Claim, _Snapshot, Event] | None) -> bool:
@@ -137,30 +119,15 @@ def _run_claimed(ctx: WorkerContext, claimed: tuple[Claim, _Snapshot, Event] | N
     return True
 
 
-@dataclass(frozen=True)
-class _Snapshot:
-    tenant_id: str
-    options: dict[str, Any]
-    model: str
-    media_key: str | None
-    filename: str
-    has_webhook: bool
-
-    @classmethod
-    def of(cls, job: Job) -> _Snapshot:
-        return cls(job.tenant_id, dict(job.options), job.model, job.media_key, job.filename,
-                   bool(job.webhook_url))
-
-
 def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
-    watch = _Watch(ctx, claim)
+    watch = Watch(ctx, claim, time_limit(job.queue, job.duration))
     watch.start()
     loads_before = engine_cache(ctx.settings).loads
     try:
-        transcript = _transcribe(ctx, job, watch)
+        transcript = _transcribe(ctx, claim, job, watch)
     except ShutdownRequested:
         watch.stop()
-        _hand_back(ctx, claim)
+        outcome.handed_back(ctx, claim)
         return
     except CanceledError:
         watch.stop()
@@ -168,11 +135,11 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
         return
     except OUTAGES:
         watch.stop()
-        _hand_back(ctx, claim)
+        outcome.handed_back(ctx, claim)
         raise
     except HarkError as exc:
         watch.stop()
-        _finish_failed(ctx, claim, job, exc)
+        outcome.failed(ctx, claim, job.model, exc, job.has_webhook)
         return
     except Exception as exc:  # a bug or an engine crash: fail the job, keep the worker
         watch.stop()
@@ -181,56 +148,88 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
         else:
             log.exception("job %s failed unexpectedly", claim.job_id)
             error = HarkError(f"internal error: {type(exc).__name__}: {exc}")
-        _finish_failed(ctx, claim, job, error)
+        outcome.failed(ctx, claim, job.model, error, job.has_webhook)
         return
     watch.stop()
     if engine_cache(ctx.settings).loads > loads_before:
         ctx.channel.model_loaded(transcript.model)
     try:
-        _finish_completed(ctx, claim, job, transcript)
+        outcome.completed(ctx, claim, transcript, job.has_webhook)
     except OUTAGES:
-        _hand_back(ctx, claim)
+        outcome.handed_back(ctx, claim)
         raise
 
 
-def _hand_back(ctx: WorkerContext, claim: Claim) -> None:
-    """Return the job to the queue without counting this attempt against it.
-
-    For a worker that stops, and for outages of the database or storage: neither is the
-    job's doing, so neither should use up the attempts meant for jobs that crash
-    their worker. (The caller re-raises an outage: whoever runs the worker waits
-    before it takes the next job, see `OUTAGES`.)
-    """
-    released = _final_write(ctx, lambda session: service.release(session, claim,
-                                                                 count_attempt=False))
-    if released:
-        ctx.channel.publish(claim.job_id, {"type": "status", "job_id": claim.job_id,
-                                           "status": "queued", "stage": None,
-                                           "progress": 0.0})
-
-
-def _transcribe(ctx: WorkerContext, job: _Snapshot, watch: _Watch) -> Transcript:
+def _transcribe(ctx: WorkerContext, claim: Claim, job: _Snapshot, watch: Watch) -> Transcript:
     job_options = JobOptions.model_validate(job.options)
     options = job_options.pipeline_options(job.model)
-    profiles: list[VoiceProfile] = []
-    if options.identify_speakers and job_options.known_speakers is not None:
-        # Voices sent with the request: they replace the tenant's enrolled profiles.
-        profiles = known_profiles(job_options.known_speakers)
-    elif options.identify_speakers:
-        from hark.speakers.service import profiles_for_matching
+    profiles = _profiles(ctx, job, job_options) if options.identify_speakers else []
+    key, filename, share = job.media_key, job.filename, 0.0
+    if key is None:
+        if job.source_url is None:
+            raise HarkError("the job's media was purged before it ran")
+        key, filename = _fetch(ctx, claim, job.source_url, watch)
+        share = FETCH_SHARE
 
-        with ctx.db.session() as session:
-            profiles = profiles_for_matching(session, job.tenant_id,
-                                             embedder=ctx.settings.diarizer)
-    if job.media_key is None:
-        raise HarkError("the job's media was purged before it ran")
-    hooks = Hooks(on_progress=watch.on_progress, on_segment=watch.on_segment,
+    def on_progress(stage: str, value: float) -> None:
+        watch.on_progress(stage, share + (1.0 - share) * value)
+
+    hooks = Hooks(on_progress=on_progress, on_segment=watch.on_segment,
                   is_canceled=watch.is_canceled)
-    with ctx.storage.local_path(job.media_key) as path:
+    with ctx.storage.local_path(key) as path:
         try:
             return transcribe_file(path, options, ctx.settings, hooks, profiles)
         except MediaError as exc:  # about the person's file, not the stored "source"
-            raise about_file(exc, path.name, job.filename) from exc
+            raise about_file(exc, path.name, filename) from exc
+
+
+def _fetch(ctx: WorkerContext, claim: Claim, url: str, watch: Watch) -> tuple[str, str]:
+    """Download a URL job's recording into storage, probe it, and record it on the job."""
+    settings, key = ctx.settings, media_key(claim.job_id)
+    watch.on_progress("fetching", 0.0)
+
+    def on_bytes(received: int, expected: int | None) -> None:
+        if watch.is_canceled():
+            raise CanceledError("the job was canceled while its recording was fetched")
+        # Written (at most twice a second) even when the size is unknown: the fenced
+        # write is also how a cancel is noticed.
+        fraction = min(1.0, received / expected) if expected else 0.0
+        watch.on_progress("fetching", FETCH_SHARE * fraction)
+
+    try:
+        with ctx.storage.writer(key) as writer:
+            result = fetch(url, writer, max_bytes=settings.max_upload_bytes,
+                           timeout=settings.fetch_timeout_seconds,
+                           allowed_networks=settings.fetch_allowed_networks,
+                           on_progress=on_bytes)
+            writer.commit()
+        with ctx.storage.local_path(key) as path:
+            try:
+                info = probe(path, max_seconds=settings.max_audio_seconds)
+            except MediaError as exc:
+                raise about_file(exc, path.name, result.filename,
+                                 field=SOURCE_URL_FIELD) from exc
+        recorded = outcome.final_write(ctx, lambda session: service.record_fetched(
+            session, claim, key=key, filename=result.filename, size=result.size,
+            duration=round(info.duration, 3)))
+    except BaseException:
+        ctx.storage.delete_prefix(key)
+        raise
+    if not recorded:
+        ctx.storage.delete_prefix(key)
+        raise CanceledError("the job was canceled while its recording was fetched")
+    return key, result.filename
+
+
+def _profiles(ctx: WorkerContext, job: _Snapshot,
+              options: JobOptions) -> list[VoiceProfile]:
+    if options.known_speakers is not None:
+        # Voices sent with the request: they replace the tenant's enrolled profiles.
+        return known_profiles(options.known_speakers)
+    from hark.speakers.service import profiles_for_matching
+
+    with ctx.db.session() as session:
+        return profiles_for_matching(session, job.tenant_id, embedder=ctx.settings.diarizer)
 
 
 def known_profiles(speakers: list[KnownSpeaker]) -> list[VoiceProfile]:
@@ -241,141 +240,3 @@ def known_profiles(speakers: list[KnownSpeaker]) -> list[VoiceProfile]:
     return [VoiceProfile(id=f"known-{index}", name=speaker.name,
                          embedding=np.asarray(speaker.embedding, dtype=np.float32))
             for index, speaker in enumerate(speakers)]
-
-
-def _finish_completed(ctx: WorkerContext, claim: Claim, job: _Snapshot,
-                      transcript: Transcript) -> None:
-    key = result_key(claim.job_id, claim.attempt)
-    # Written before the fenced commit, so a committed job always has its result.
-    ctx.storage.put_bytes(key, json.dumps(transcript.to_dict(), ensure_ascii=False).encode())
-    won = _final_write(ctx, lambda session: service.complete(
-        session, claim, result_key=key, duration=transcript.duration, model=transcript.model,
-        language=transcript.language, timings=transcript.timings,
-        warnings=transcript.warnings, has_webhook=job.has_webhook))
-    if not won:
-        ctx.storage.delete_prefix(key)
-        log.info("job %s: result discarded, the job was canceled or reassigned", claim.job_id)
-        return
-    ctx.channel.publish(claim.job_id, {
-        "type": "completed", "job_id": claim.job_id, "status": "completed", "progress": 1.0,
-        "duration": transcript.duration, "language": transcript.language,
-        "model": transcript.model, "segments": len(transcript.segments),
-        "timings": transcript.timings, "warnings": transcript.warnings})
-    ctx.channel.job_finished(transcript.model, "completed", transcript.duration,
-                             transcript.timings)
-    # An earlier attempt may have stored its result and then lost its completion write.
-    try:
-        for attempt in range(1, claim.attempt):
-            ctx.storage.delete_prefix(result_key(claim.job_id, attempt))
-    except StorageError as exc:  # the job is done; purge removes what stays behind
-        log.warning("job %s: could not remove an earlier attempt's result: %s",
-                    claim.job_id, exc)
-
-
-def _finish_failed(ctx: WorkerContext, claim: Claim, job: _Snapshot, error: HarkError) -> None:
-    won = _final_write(ctx, lambda session: service.fail(session, claim, error,
-                                                         has_webhook=job.has_webhook))
-    if won:
-        ctx.channel.publish(claim.job_id, {"type": "failed", "job_id": claim.job_id,
-                                           "status": "failed",
-                                           "error": service.error_body(error)})
-        ctx.channel.job_finished(job.model, "failed", 0.0, {})
-
-
-def _final_write(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
-    """Record a job's outcome, trying again while the database is away.
-
-    An hour of transcription should not be lost to a database restart: the write is
-    retried for as long as the job's lease would have lasted. It is fenced, so a try
-    that comes after another attempt took the job over is refused (False), not applied.
-    """
-    deadline = time.monotonic() + ctx.settings.job_lease_seconds
-    delays = iter(FINAL_WRITE_BACKOFF)
-    while True:
-        try:
-            with ctx.db.session(write=True) as session:
-                return write(session)
-        except DatabaseError as exc:
-            delay = next(delays, FINAL_WRITE_BACKOFF[-1])
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("could not record the outcome (%s); trying again in %.1f s",
-                        exc, delay)
-            time.sleep(delay)
-
-
-class _Watch:
-    """The running job's heartbeat, progress writer and cancel check."""
-
-    def __init__(self, ctx: WorkerContext, claim: Claim) -> None:
-        self.ctx = ctx
-        self.claim = claim
-        self.lost = threading.Event()
-        self.done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="hark-job-lease", daemon=True)
-        self._last_write = 0.0
-        self._last_stage: str | None = None
-        self._last_check = time.monotonic()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.done.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        interval = self.ctx.settings.job_lease_seconds / 3
-        while not self.done.wait(interval):
-            try:
-                with self.ctx.db.session(write=True) as session:
-                    held = service.renew_lease(session, self.claim,
-                                               self.ctx.settings.job_lease_seconds)
-            except HarkError:
-                log.warning("job %s: could not renew the lease", self.claim.job_id)
-                continue
-            if not held:
-                self.lost.set()
-                return
-
-    def is_canceled(self) -> bool:
-        if self.ctx.stopping():
-            raise ShutdownRequested
-        if self.lost.is_set():
-            return True
-        now = time.monotonic()
-        if now - self._last_check >= CANCEL_CHECK_SECONDS:
-            self._last_check = now
-            try:
-                with self.ctx.db.session() as session:
-                    job = session.get(Job, self.claim.job_id)
-                    if job is None or job.status != "running" or \
-                            job.attempts != self.claim.attempt:
-                        self.lost.set()
-            except DatabaseError as exc:
-                # The database is away: keep transcribing, and look again next time.
-                log.warning("job %s: cannot check for a cancel: %s", self.claim.job_id, exc)
-        return self.lost.is_set()
-
-    def on_progress(self, stage: str, progress: float) -> None:
-        now = time.monotonic()
-        if stage == self._last_stage and now - self._last_write < PROGRESS_WRITE_SECONDS:
-            return
-        self._last_stage, self._last_write = stage, now
-        try:
-            with self.ctx.db.session(write=True) as session:
-                held = service.record_progress(session, self.claim, stage, progress)
-        except DatabaseError as exc:
-            # Progress is advisory; the outcome is what must be recorded (see _final_write).
-            log.warning("job %s: cannot record progress: %s", self.claim.job_id, exc)
-            held = True
-        if not held:
-            self.lost.set()
-            return
-        self.ctx.channel.publish(self.claim.job_id, {
-            "type": "progress", "job_id": self.claim.job_id, "stage": stage,
-            "progress": round(progress, 4)})
-
-    def on_segment(self, segment: Segment) -> None:
-        self.ctx.channel.publish(self.claim.job_id, {
-            "type": "segment", "job_id": self.claim.job_id, "segment": asdict(segment)})

@@ -19,15 +19,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from hark.db import Database
 from hark.db.base import new_id, utcnow
-from hark.db.engine import translate_errors
 from hark.errors import HarkError, JobNotFoundError, OptionError, QueueFullError
 from hark.jobs.models import CANCELED, COMPLETED, FAILED, FINISHED, QUEUED, RUNNING, Job
 from hark.jobs.repository import JobRepository
@@ -39,12 +35,12 @@ MAX_PAGE = 200
 
 @dataclass(frozen=True)
 class NewMedia:
-    """Media already stored and probed, ready to become a job."""
+    """A job's recording: stored and probed, or (no key yet) at a URL a worker fetches."""
 
-    key: str
+    key: str | None
     filename: str
-    size: int
-    duration: float
+    size: int | None
+    duration: float | None
     source_url: str | None = None
 
 
@@ -80,29 +76,6 @@ def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     if job is None:
         raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
     return job
-
-
-# Built once: status polls are the hottest read, and building the statement per call
-# costs about as much as running it.
-_READ_JOB = select(Job.__table__).where(Job.__table__.c.id == bindparam("job_id"))
-
-
-def read_job(db: Database, tenant_id: str, job_id: str) -> Row[Any]:
-    """The job's row, read on its own short connection (no session, no ORM objects)."""
-    # translate_errors: an unreachable database is a 503 DATABASE_ERROR, as in sessions.
-    with translate_errors(db.url), db.engine.connect() as connection:
-        row = connection.execute(_READ_JOB, {"job_id": job_id}).first()
-    return visible_job(row, tenant_id, job_id)
-
-
-JobRow = TypeVar("JobRow", Row[Any], SimpleNamespace)
-
-
-def visible_job(row: JobRow | None, tenant_id: str, job_id: str) -> JobRow:
-    """The row, if it is a job of this tenant; another tenant's job is as good as absent."""
-    if row is None or row.tenant_id != tenant_id:
-        raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
-    return row
 
 
 def list_jobs(
@@ -164,29 +137,20 @@ def claim_next(
     return job
 
 
-def claim_job(
-    session: Session, job_id: str, worker_id: str, lease_seconds: float, max_attempts: int,
-    owner_gone: Callable[[str], bool],
-) -> Job | None:
-    """Claim one named job, as a queue worker does when a message for it arrives.
-
-    A queued job is claimed. A running job is taken over only when its lease ran out or
-    `owner_gone(worker_id)` says its worker is dead (a redelivered message after a
-    crash); otherwise the message is a duplicate and None is returned, as for finished
-    jobs. Past `max_attempts` the job fails with WORKER_LOST instead, and is returned
-    with that status for the caller to announce.
-    """
+def recover_if_orphaned(
+    session: Session, job_id: str, max_attempts: int, owner_gone: Callable[[str], bool],
+) -> tuple[Job | None, str | None]:
+    """The named job, recovered first if it is running under a worker that is gone (its
+    lease ran out, or `owner_gone(worker_id)` says so): a redelivered queue message
+    after a crash. Returns the job and, when this call recovered it, its new status
+    (`queued`, or `failed` with WORKER_LOST past `max_attempts`)."""
     job = JobRepository(session).get_any(job_id, lock=True)
-    if job is None or job.status in FINISHED:
-        return None
-    if job.status == RUNNING:
-        expired = job.lease_expires_at is not None and job.lease_expires_at < utcnow()
-        if not (expired or owner_gone(job.worker_id or "")):
-            return None
-        if recover(session, job, max_attempts, "its worker was lost") != QUEUED:
-            return job
-    _start_attempt(session, job, worker_id, lease_seconds)
-    return job
+    if job is None or job.status != RUNNING:
+        return job, None
+    expired = job.lease_expires_at is not None and job.lease_expires_at < utcnow()
+    if not (expired or owner_gone(job.worker_id or "")):
+        return job, None
+    return job, recover(session, job, max_attempts, "its worker was lost")
 
 
 def _start_attempt(session: Session, job: Job, worker_id: str, lease_seconds: float) -> None:
@@ -206,6 +170,14 @@ def renew_lease(session: Session, claim: Claim, lease_seconds: float) -> bool:
     return JobRepository(session).fenced_update(
         claim.job_id, claim.worker_id, claim.attempt,
         lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+
+
+def record_fetched(session: Session, claim: Claim, *, key: str, filename: str, size: int,
+                   duration: float) -> bool:
+    """A URL job's recording is in storage: it now has media like any other job."""
+    return JobRepository(session).fenced_update(
+        claim.job_id, claim.worker_id, claim.attempt, media_key=key, filename=filename,
+        media_bytes=size, duration=duration, updated_at=utcnow())
 
 
 def record_progress(session: Session, claim: Claim, stage: str, progress: float) -> bool:

@@ -1,15 +1,5 @@
-"""An HTTP client that only talks to public addresses, and `fetch` for source URLs.
-
-Checking a URL's host before the request is not enough: the name can resolve to
-something else a moment later (DNS rebinding), and a redirect can point anywhere. So the
-check lives in the network layer. `VettingBackend` is an httpcore network backend whose
-`connect_tcp` resolves the host itself, refuses the connection if any address is not
-allowed (see `hark.net.addresses`), and then connects to the vetted IP literal, so no
-second lookup can swap the address. TLS is unaffected: httpcore gives `start_tls` the
-URL's host name for SNI and certificate checks, not the address we connected to.
-
-Every socket read, write and connect is also clamped to an optional wall-clock
-deadline, so a server that trickles bytes cannot stretch a transfer past its limit.
+"""Downloading a source URL into storage, through the address-checked client of
+`hark.net.transport`, within a size and a time limit.
 """
 
 from __future__ import annotations
@@ -18,42 +8,21 @@ import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-import httpcore
 import httpx
 
-from hark import __version__
 from hark.errors import FetchError, UploadTooLargeError, UrlNotAllowedError
 from hark.filenames import clean_filename
-from hark.net.addresses import IPNetwork, allowed_networks, parse_address, refusal
+from hark.net.addresses import parse_address, refusal
+from hark.net.transport import BlockedAddressError, Networks, safe_client
 
 SOURCE_URL_FIELD = "source.url"
-USER_AGENT = f"Hark/{__version__} (+https://github.com/hark)"
 MAX_URL_LENGTH = 8192
 _CHUNK = 64 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-Networks = Sequence[str] | Sequence[IPNetwork]
-
-
-class BlockedAddressError(UrlNotAllowedError):
-    """Raised from inside the transport when a host resolves to a refused address.
-
-    It is not an httpcore exception on purpose: httpx re-raises unknown exceptions
-    unchanged, so callers can tell "refused" apart from "unreachable".
-    """
-
-    def __init__(self, host: str, address: str, reason: str) -> None:
-        shown = host if host == address else f"{host} ({address})"
-        super().__init__(
-            f"Refusing to connect to {shown}: {reason} addresses are not allowed",
-            host=host,
-            address=address,
-            reason=reason,
-        )
 
 
 def check_url(
@@ -108,148 +77,6 @@ def _ip_literal(host: str) -> str | None:
     return None
 
 
-class _DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose every operation ends by the transfer's deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
-        self._inner = inner
-        self._deadline = deadline
-
-    def _budget(self, timeout: float | None, error: type[Exception]) -> float:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise error("the transfer ran past its time limit")
-        return remaining if timeout is None else min(timeout, remaining)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._budget(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._budget(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        budget = self._budget(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.start_tls(ssl_context, server_hostname, budget), self._deadline
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class VettingBackend(httpcore.SyncBackend):
-    """Resolves, vets and connects by IP; refuses with `BlockedAddressError`."""
-
-    def __init__(self, networks: Networks = (), *, deadline: float | None = None) -> None:
-        self._networks = allowed_networks(networks)
-        self._deadline = deadline
-
-    def resolve(self, host: str, port: int) -> list[str]:
-        """Every address `host` resolves to, all of them allowed, else refuse."""
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve host {host!r}: {exc}") from exc
-        addresses: list[str] = []
-        for _family, _type, _proto, _canon, sockaddr in infos:
-            address = str(sockaddr[0])
-            # One bad record refuses the host: an attacker controls the order.
-            reason = refusal(address, self._networks)
-            if reason is not None:
-                raise BlockedAddressError(host, address, reason)
-            if address not in addresses:
-                addresses.append(address)
-        if not addresses:
-            raise httpcore.ConnectError(f"host {host!r} has no addresses")
-        return addresses
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        if self._deadline is not None and self._deadline - time.monotonic() <= 0:
-            raise httpcore.ConnectTimeout("the transfer ran past its time limit")
-        last_error: Exception | None = None
-        for address in self.resolve(host, port):
-            budget = timeout
-            if self._deadline is not None:
-                remaining = max(self._deadline - time.monotonic(), 0.001)
-                budget = remaining if timeout is None else min(timeout, remaining)
-            try:
-                # An IP literal: create_connection does no DNS lookup for it.
-                stream = super().connect_tcp(
-                    address, port, budget, local_address, list(socket_options or [])
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-                continue
-            if self._deadline is not None:
-                return _DeadlineStream(stream, self._deadline)
-            return stream
-        assert last_error is not None
-        raise last_error
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise BlockedAddressError(path, path, "unix socket")
-
-
-class SafeTransport(httpx.HTTPTransport):
-    """httpx's transport with the connection pool built on `VettingBackend`."""
-
-    def __init__(
-        self,
-        networks: Networks = (),
-        *,
-        deadline: float | None = None,
-        verify: bool = True,
-        limits: httpx.Limits = httpx.Limits(max_connections=10, max_keepalive_connections=5),
-    ) -> None:
-        # trust_env=False: a proxy from the environment would bypass the address check.
-        super().__init__(verify=verify, trust_env=False, limits=limits)
-        self._pool.close()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=VettingBackend(networks, deadline=deadline),
-        )
-
-
-def safe_client(
-    *, timeout: float, allowed_networks: Networks, deadline: float | None = None
-) -> httpx.Client:
-    """An httpx client that refuses non-public addresses and never follows redirects.
-
-    `timeout` bounds each connect/read/write; `deadline` (a `time.monotonic()` value)
-    bounds everything the client does from now on.
-    """
-    return httpx.Client(
-        transport=SafeTransport(allowed_networks, deadline=deadline),
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": USER_AGENT},
-    )
-
-
 class Sink(Protocol):
     def write(self, data: bytes) -> None: ...
 
@@ -271,9 +98,12 @@ def fetch(
     allowed_networks: Networks,
     max_redirects: int = 5,
     field: str = SOURCE_URL_FIELD,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> FetchResult:
     """Download `url` into `sink` (never committed or aborted here: the caller owns it).
 
+    `on_progress(received, expected)` hears of every chunk (expected is the declared
+    length, when there is one); it may raise to stop the download.
     Raises UrlNotAllowedError (scheme, credentials, refused address at any hop),
     UploadTooLargeError (over `max_bytes`), FetchError (unreachable, non-2xx status,
     too many redirects, past `timeout` seconds in total).
@@ -294,7 +124,7 @@ def fetch(
                         raise FetchError(f"The source URL answered HTTP {r.status_code}",
                                          field=field, status=r.status_code)
                     return _receive(r, sink, max_bytes=max_bytes, deadline=deadline,
-                                    timeout=timeout, field=field)
+                                    timeout=timeout, field=field, on_progress=on_progress)
             except BlockedAddressError as exc:
                 raise UrlNotAllowedError(exc.message, field=field, **exc.details) from exc
             except httpx.TimeoutException as exc:
@@ -315,6 +145,7 @@ def _receive(
     deadline: float,
     timeout: float,
     field: str,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> FetchResult:
     def too_large() -> UploadTooLargeError:
         return UploadTooLargeError(f"The file at the source URL is larger than {max_bytes} bytes",
@@ -331,6 +162,9 @@ def _receive(
             raise too_large()
         sink.write(chunk)
         size += len(chunk)
+        if on_progress is not None:
+            on_progress(size, int(declared) if declared and declared.isdigit() and
+                        not encoded else None)
         if time.monotonic() > deadline:
             raise FetchError(f"Fetching the source URL took longer than {timeout:g} s",
                              field=field, reason="timeout")

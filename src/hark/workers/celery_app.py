@@ -1,7 +1,9 @@
 """Scaled mode's workers: Celery on the broker at HARK_BROKER_URL.
 
-A task carries a job id and nothing else; it claims that job in the database and
-runs it with the same runner embedded workers use. Delivery is at least once
+A task carries a job id and nothing else: it stands for one job's worth of work in that
+job's queue. The worker recovers the named job if its worker died, then claims the next
+job of the queue as embedded workers do (tenants taking turns, see `run_for_message`),
+and runs it with the same runner. Delivery is at least once
 (`acks_late`, a message whose worker died is redelivered); the claim and the fenced
 completion in the job service make the *outcome* exactly once, whatever the number
 of deliveries. Each worker process builds its database engine, storage client and
@@ -23,17 +25,17 @@ from celery.signals import worker_process_shutdown
 from hark.config import Settings, get_settings
 from hark.errors import DatabaseError, HarkError, StorageError
 from hark.events.base import Event
-from hark.jobs.runner import WorkerChannel, WorkerContext, run_named
+from hark.jobs.routing import time_limit
+from hark.jobs.runner import WorkerChannel, WorkerContext, run_for_message
 from hark.workers.identity import owner_gone, worker_id
 
 log = logging.getLogger("hark.worker")
 
 TASK_NAME = "hark.run_job"
 QUEUE_PREFIX = "hark."
-# Seconds of processing allowed per second of audio, by size class, before the soft
-# limit; CPU decoding of a large model runs near real time, so it gets the most.
-TIME_PER_AUDIO_SECOND = {"small": 1.0, "medium": 2.0, "large": 4.0}
-MIN_SOFT_LIMIT_SECONDS = 300.0
+# Beyond a job's own time limit (enforced by its runner, see `hark.jobs.lease`), Celery
+# kills a task stuck where the runner cannot see it: past the limit of the longest job
+# the queue may hold, since a message may run any job of its queue.
 HARD_LIMIT_GRACE_SECONDS = 60.0
 # Transient failures (database or storage unreachable) are retried with backoff.
 MAX_RETRIES = 8
@@ -43,10 +45,9 @@ def queue_name(size_class: str) -> str:
     return QUEUE_PREFIX + size_class
 
 
-def time_limits(size_class: str, duration: float | None) -> tuple[float, float]:
-    """(soft, hard) limits in seconds for a job of `duration` seconds of audio."""
-    factor = TIME_PER_AUDIO_SECOND.get(size_class, 4.0)
-    soft = max(MIN_SOFT_LIMIT_SECONDS, (duration or 0.0) * factor + 120.0)
+def time_limits(size_class: str, max_audio_seconds: float) -> tuple[float, float]:
+    """(soft, hard) limits in seconds for a message of the `size_class` queue."""
+    soft = time_limit(size_class, max_audio_seconds) + HARD_LIMIT_GRACE_SECONDS
     return soft, soft + HARD_LIMIT_GRACE_SECONDS
 
 
@@ -95,12 +96,12 @@ class MeteredChannel:
 
     def job_finished(self, model: str, status: str, audio_seconds: float,
                      timings: dict[str, float]) -> None:
-        from hark.api import metrics
+        from hark import metrics
 
         metrics.record_job(model, status, audio_seconds, timings)
 
     def model_loaded(self, model: str) -> None:
-        from hark.api import metrics
+        from hark import metrics
 
         metrics.record_model_load(model)
 
@@ -148,7 +149,7 @@ def _flush_events(**_: Any) -> None:
 
 def _run_job_task(task: Task, job_id: str) -> bool:
     try:
-        return run_named(worker_context(), job_id, owner_gone)
+        return run_for_message(worker_context(), job_id, owner_gone)
     except (DatabaseError, StorageError) as exc:
         retries: int = task.request.retries
         log.warning("job %s: %s; retrying (%d)", job_id, exc, retries + 1)
@@ -158,12 +159,13 @@ def _run_job_task(task: Task, job_id: str) -> bool:
 class CeleryQueue:
     """The JobQueue of scaled mode: one message per job on its size class's queue."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, max_audio_seconds: float) -> None:
         self.app = app
+        self.max_audio_seconds = max_audio_seconds
 
     def enqueue(self, job_id: str, queue_name_: str, priority: int,
                 duration: float | None = None) -> None:
-        soft, hard = time_limits(queue_name_, duration)
+        soft, hard = time_limits(queue_name_, self.max_audio_seconds)
         try:
             self.app.send_task(TASK_NAME, args=[job_id], queue=queue_name(queue_name_),
                                priority=celery_priority(priority), soft_time_limit=soft,
