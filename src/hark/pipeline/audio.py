@@ -36,13 +36,11 @@ from hark.pipeline.media import (
     StreamInfo,
     _audio_stream,
     _check_limit_option,
-    _ffmpeg_reason,
-    _open,
     _probe_container,
     _raise_if_too_long,
-    _truncation_tolerance,
     probe,
 )
+from hark.pipeline.media_files import ffmpeg_reason, open_container, truncation_tolerance
 
 __all__ = [
     "SAMPLE_RATE",
@@ -93,7 +91,7 @@ def decode(
         return _load(media_path, max_seconds)[1]
     if max_seconds is not None and info.duration_source != "estimated":
         _raise_if_too_long(info, max_seconds)
-    with _open(media_path) as container:
+    with open_container(media_path) as container:
         return _decode_stream(container, _audio_stream(container, info), info, max_seconds)
 
 
@@ -107,13 +105,13 @@ def load_audio(path: str | Path, *, max_seconds: float | None = None) -> tuple[M
 def _load(path: Path, max_seconds: float | None) -> tuple[MediaInfo, Samples]:
     # One open serves both steps: stream analysis on open can take a
     # noticeable fraction of a second for multichannel PCM.
-    with _open(path) as container:
+    with open_container(path) as container:
         info, consumed = _probe_container(container, path, max_seconds)
         if not consumed:
             return info, _decode_stream(
                 container, _audio_stream(container, info), info, max_seconds
             )
-    with _open(path) as container:
+    with open_container(path) as container:
         return info, _decode_stream(container, _audio_stream(container, info), info, max_seconds)
 
 
@@ -258,7 +256,7 @@ def _decode_stream(
             except av.FFmpegError as exc:
                 # Reading stops at damage; the length check below decides
                 # whether what decoded is complete enough.
-                first_error = first_error or _ffmpeg_reason(exc)
+                first_error = first_error or ffmpeg_reason(exc)
                 break
             if packet.size == 0:
                 continue
@@ -267,19 +265,19 @@ def _decode_stream(
                 frames = context.decode(packet)
             except av.FFmpegError as exc:
                 bad_packets += 1
-                first_error = first_error or _ffmpeg_reason(exc)
+                first_error = first_error or ffmpeg_reason(exc)
                 continue
             take(frames)
         try:
             take(context.decode(None))
         except av.FFmpegError as exc:
             bad_packets += 1
-            first_error = first_error or _ffmpeg_reason(exc)
+            first_error = first_error or ffmpeg_reason(exc)
         resampler.flush()
         take([])
     except av.FFmpegError as exc:
         raise CorruptMediaError(
-            f"{name!r} could not be converted to 16 kHz audio: {_ffmpeg_reason(exc)}",
+            f"{name!r} could not be converted to 16 kHz audio: {ffmpeg_reason(exc)}",
             path=str(info.path),
         ) from exc
 
@@ -297,7 +295,7 @@ def _decode_stream(
     # stated by a header or counted from packets can reveal missing data.
     trusted = info.duration_source != "estimated"
     shortfall = info.duration - decoded / SAMPLE_RATE
-    if trusted and shortfall > _truncation_tolerance(info.duration):
+    if trusted and shortfall > truncation_tolerance(info.duration):
         raise CorruptMediaError(
             f"{name!r} is truncated or corrupt: {decoded / SAMPLE_RATE:.2f} s of "
             f"{info.duration:.2f} s decoded" + (f" ({first_error})" if first_error else ""),
