@@ -7,6 +7,7 @@ disk-backed store that reads back any span exactly.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -14,10 +15,16 @@ import av
 import numpy as np
 import pytest
 
-from hark.errors import CorruptMediaError, UnsupportedMediaError
-from hark.pipeline.audio import SAMPLE_RATE, decode, probe
+from hark.errors import (
+    AudioTooLongError,
+    CanceledError,
+    CorruptMediaError,
+    UnsupportedMediaError,
+)
+from hark.pipeline.audio import SAMPLE_RATE, decode, decode_to_store, probe
 from hark.pipeline.media import MIN_SAMPLE_RATE
 from hark.pipeline.media_files import MAX_READ_TAG_BYTES, leading_tag_bytes
+from hark.pipeline.samples import SampleStore
 
 
 def write_mp3(path: Path, seconds: float = 3.0) -> Path:
@@ -102,3 +109,58 @@ def test_a_sample_rate_far_below_speech_is_unsupported(tmp_path: Path) -> None:
     lowest = write_wav(tmp_path / "lowest.wav", rate=MIN_SAMPLE_RATE, samples=MIN_SAMPLE_RATE)
     assert probe(lowest).duration == pytest.approx(1.0)
     assert decode(lowest).size == SAMPLE_RATE
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("name", ["jfk_inaugural_1961.flac", "librivox_shakespeare_sonnet_001.mp3",
+                                  "mls_es_13697_11991_000000.opus"])
+@pytest.mark.corpus
+def test_the_store_reads_back_exactly_what_decode_returns(corpus_dir: Path, name: str) -> None:
+    path = corpus_dir / "asr" / name
+    info = probe(path)
+    whole = decode(path, info=info)
+    steps: list[float] = []
+    with decode_to_store(path, info, progress=steps.append) as store:
+        n = whole.size
+        assert store.shape == (n,) and store.size == len(store) == n
+        assert store.dtype == np.float32
+        assert np.array_equal(store[0:n], whole)
+        for span in (slice(0, 1), slice(12345, 54321), slice(n - 7, n + 100), slice(-500, None),
+                     slice(n + 5, n + 9), slice(9, 3)):
+            assert np.array_equal(store[span], whole[span])
+            assert store[span].dtype == np.float32
+        assert np.array_equal(np.asarray(store), whole)
+        with pytest.raises(TypeError):
+            store[::2]
+    assert steps == sorted(steps) and 5 <= len(steps) <= 25
+
+
+def test_the_store_file_is_gone_when_closed_even_after_a_failure(tmp_path: Path) -> None:
+    before = open_fds()
+    with SampleStore(tmp_path) as store:
+        store.append(np.array([1.0, -32768.0, 32767.0], dtype=np.float32))
+        assert np.array_equal(store[0:3] * 32768, [1.0, -32768.0, 32767.0])
+        store.truncate(2)
+        assert store.shape == (2,)
+        assert open_fds() == before + 1
+        assert list(tmp_path.iterdir()) == []  # no name in the file system at any time
+    assert store.closed and open_fds() == before
+
+    path = write_mp3(tmp_path / "speech.mp3", seconds=30.0)
+    info = probe(path)
+
+    def cancel(fraction: float) -> None:
+        raise CanceledError("canceled while decoding")
+
+    with pytest.raises(CanceledError):
+        decode_to_store(path, info, progress=cancel, directory=tmp_path)
+    # A WAV's length is size / byte rate, an estimate: the limit is enforced while decoding.
+    wav = write_wav(tmp_path / "long.wav", rate=16000, samples=16000 * 10)
+    assert probe(wav).duration_source == "estimated"
+    with pytest.raises(AudioTooLongError):
+        decode_to_store(wav, probe(wav), max_seconds=2.0, directory=tmp_path)
+    assert open_fds() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "speech.mp3"]
