@@ -30,8 +30,11 @@
     ├── RequestError                       INVALID_REQUEST      422
     │   ├── UploadTooLargeError            PAYLOAD_TOO_LARGE    413
     │   ├── UrlNotAllowedError             URL_NOT_ALLOWED      422
-    │   └── FetchError                     FETCH_FAILED         422
+    │   ├── FetchError                     FETCH_FAILED         422
+    │   └── HostNotAllowedError            HOST_NOT_ALLOWED     400
     ├── AuthenticationError                UNAUTHORIZED         401
+    ├── PermissionDeniedError              FORBIDDEN            403
+    │   └── CrossSiteRequestError          CROSS_SITE_REQUEST   403
     ├── QueueFullError                     QUEUE_FULL           429
     ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
@@ -227,9 +230,29 @@ class FetchError(RequestError):
     code = "FETCH_FAILED"
 
 
+class HostNotAllowedError(RequestError):
+    """The request's `Host` is not one this server answers to (a DNS-rebinding guard)."""
+
+    code = "HOST_NOT_ALLOWED"
+    status_code = 400
+
+
 class AuthenticationError(HarkError):
     code = "UNAUTHORIZED"
     status_code = 401
+
+
+class PermissionDeniedError(HarkError):
+    """The caller is known, but this request is not theirs to make."""
+
+    code = "FORBIDDEN"
+    status_code = 403
+
+
+class CrossSiteRequestError(PermissionDeniedError):
+    """A browser on another site sent a request that changes something, with no key."""
+
+    code = "CROSS_SITE_REQUEST"
 
 
 class QueueFullError(HarkError):

@@ -21,6 +21,7 @@ from hark.api.auth import is_loopback
 from hark.api.errors import install_error_handlers
 from hark.api.logging import AccessLogMiddleware, configure_logging
 from hark.api.request_id import RequestIdMiddleware
+from hark.api.security import SecurityMiddleware
 from hark.api.state import ServiceState
 from hark.config import Settings
 from hark.db import display_url, open_database
@@ -100,6 +101,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins,
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["X-Request-ID", "Content-Disposition"])
+    app.add_middleware(SecurityMiddleware, settings=settings)  # Host, cross-site, headers
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: everything below sees the id
