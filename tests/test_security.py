@@ -1,9 +1,9 @@
 """The service's guards against browsers being turned on it, against the real app.
 
 Security headers on every kind of response; the `Host` allow-list (DNS rebinding);
-cross-site requests refused when no key is used (CSRF in anonymous local mode). One
-app without workers (anonymous on loopback, as the embedded default may be) serves
-the module: nothing here runs a job.
+cross-site requests refused when no key is used (CSRF in anonymous local mode); the
+operations detail kept for operators. One app without workers (anonymous on
+loopback, as the embedded default may be) serves the module: nothing here runs a job.
 """
 
 from __future__ import annotations
@@ -182,3 +182,20 @@ def test_a_cross_site_request_with_a_key_is_not_a_forgery(svc: Service) -> None:
                              ).status_code == 200
     with svc.client.websocket_connect(f"{API}/ws?api_key={key}", headers=CROSS_SITE) as socket:
         assert socket.receive_json() == {"type": "ready"}
+
+
+# --- operations detail --------------------------------------------------------------------
+
+def test_operations_detail_is_for_operator_tenants(tmp_path: Any) -> None:
+    settings = service_settings(tmp_path, allow_anonymous=False, operator_tenants=["ops"])
+    with serve(settings, workers=False) as server:
+        ops = bearer(server.create_key("ops"))
+        local = bearer(server.create_key("local"))
+        for path in ("/health/detailed", f"{API}/metrics"):
+            assert_error(server.client.get(path), 401, "UNAUTHORIZED")
+            body = assert_error(server.client.get(path, headers=local), 403, "OPERATOR_ONLY")
+            assert "HARK_OPERATOR_TENANTS" in body["error"]
+            assert server.client.get(path, headers=ops).status_code == 200
+        for path in ("/health", "/health/live", "/health/ready", "/metrics"):
+            assert server.client.get(path).status_code == 200, path
+        assert server.client.get("/health/detailed", headers=ops).json()["workers"] is None

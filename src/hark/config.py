@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # Host names the server answers to besides loopback names, its bind address and
     # HARK_PUBLIC_URL's host: "name", "*.example.com" (subdomains), or "*" (any).
     allowed_hosts: list[str] = Field(default_factory=list)
+    # Tenants whose keys may read operations detail (/health/detailed, /api/v1/metrics).
+    operator_tenants: list[str] = Field(default_factory=lambda: ["local"])
     public_url: str | None = None
     job_max_attempts: int = Field(default=3, ge=1)
     job_lease_seconds: float = Field(default=30.0, gt=0)

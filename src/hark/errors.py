@@ -34,7 +34,8 @@
     │   └── HostNotAllowedError            HOST_NOT_ALLOWED     400
     ├── AuthenticationError                UNAUTHORIZED         401
     ├── PermissionDeniedError              FORBIDDEN            403
-    │   └── CrossSiteRequestError          CROSS_SITE_REQUEST   403
+    │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
+    │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
     ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
@@ -253,6 +254,12 @@ class CrossSiteRequestError(PermissionDeniedError):
     """A browser on another site sent a request that changes something, with no key."""
 
     code = "CROSS_SITE_REQUEST"
+
+
+class OperatorOnlyError(PermissionDeniedError):
+    """Operations detail (workers, paths, every tenant's counts) is for operators' keys."""
+
+    code = "OPERATOR_ONLY"
 
 
 class QueueFullError(HarkError):

@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection
 
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
-from hark.errors import AuthenticationError
+from hark.errors import AuthenticationError, OperatorOnlyError
 from hark.keys.service import authenticate, hash_key
 
 ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None)
@@ -69,6 +69,18 @@ async def websocket_principal(websocket: WebSocket) -> Principal:
     """Browsers cannot set headers on a WebSocket: a `?api_key=` parameter also works."""
     raw = presented_key(websocket) or websocket.query_params.get("api_key")
     return await resolve_principal(websocket, raw)
+
+
+async def require_operator(request: Request) -> Principal:
+    """A caller of an operator tenant (HARK_OPERATOR_TENANTS): operations detail shows
+    processes, paths and every tenant's counts. An anonymous local caller is tenant
+    `local`, an operator unless the setting says otherwise."""
+    principal = await require_principal(request)
+    state: ServiceState = request.app.state.hark
+    if principal.tenant_id not in state.settings.operator_tenants:
+        raise OperatorOnlyError("this needs a key of an operator tenant "
+                                "(HARK_OPERATOR_TENANTS)", tenant=principal.tenant_id)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
