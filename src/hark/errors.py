@@ -33,6 +33,7 @@
     │   ├── FetchError                     FETCH_FAILED         422
     │   └── HostNotAllowedError            HOST_NOT_ALLOWED     400
     ├── AuthenticationError                UNAUTHORIZED         401
+    │   └── MediaLinkError                 MEDIA_LINK_INVALID   401
     ├── PermissionDeniedError              FORBIDDEN            403
     │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
     │   └── OperatorOnlyError              OPERATOR_ONLY        403
@@ -241,6 +242,13 @@ class HostNotAllowedError(RequestError):
 class AuthenticationError(HarkError):
     code = "UNAUTHORIZED"
     status_code = 401
+
+
+class MediaLinkError(AuthenticationError):
+    """A signed media link that is malformed, tampered with, expired, for another job,
+    or made with a key that was revoked since."""
+
+    code = "MEDIA_LINK_INVALID"
 
 
 class PermissionDeniedError(HarkError):
