@@ -9,6 +9,7 @@ from fastapi import Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from hark.api.revocation import key_watch
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
 from hark.errors import AuthenticationError, OperatorOnlyError
@@ -46,7 +47,8 @@ async def resolve_principal(connection: HTTPConnection, raw: str | None) -> Prin
                                   "or 'X-API-Key: <key>'")
     digest = hash_key(raw)
     principal = state.keys.get(digest)
-    if principal is not None:
+    # A key an open stream found revoked is not taken from the cache any more.
+    if principal is not None and principal.api_key_id not in key_watch(connection).revoked_ids:
         return principal
     return await run_in_threadpool(_lookup, state, raw, digest)
 
