@@ -34,8 +34,8 @@ from tests.support.service import (
     speech_wav,
 )
 
-OPEN_PATHS = ("/health", "/health/live", "/health/ready", "/health/detailed", "/metrics",
-              f"{API}/metrics")
+OPEN_PATHS = ("/health", "/health/live", "/health/ready", "/metrics")
+OPERATOR_PATHS = ("/health/detailed", f"{API}/metrics")
 runner = CliRunner()
 
 
@@ -84,11 +84,19 @@ def test_requests_without_a_valid_key_are_401(svc: Service, headers: dict[str, s
     assert svc.storage_snapshot() == before
 
 
-def test_health_and_metrics_need_no_key(svc: Service) -> None:
+def test_health_and_metrics_need_no_key_but_their_detail_does(svc: Service) -> None:
     for path in OPEN_PATHS:
         response = svc.client.get(path)
         assert response.status_code == 200, (path, response.text)
-    assert svc.client.get("/health/detailed").json()["anonymous_access"] is False
+    # Worker pids, the database, every tenant's counts: an operator's (tenant local) key.
+    operator = bearer(svc.create_key("local", "operator"))
+    tenant = bearer(svc.create_key("alpha", "tenant"))
+    for path in OPERATOR_PATHS:
+        assert_unauthorized(svc.client.get(path))
+        assert_error(svc.client.get(path, headers=tenant), 403, "OPERATOR_ONLY")
+        assert svc.client.get(path, headers=operator).status_code == 200, path
+    detailed = svc.client.get("/health/detailed", headers=operator).json()
+    assert detailed["anonymous_access"] is False
 
 
 def test_both_headers_work_and_keys_of_a_tenant_share_its_jobs(
@@ -170,10 +178,10 @@ def test_anonymous_access_needs_the_setting_and_a_loopback_bind(tmp_path: Path) 
                 assert response.json() == {"items": [], "next_cursor": None}
             else:
                 assert_unauthorized(response)
-            detailed = server.client.get("/health/detailed").json()
-            assert detailed["anonymous_access"] is anonymous
-            key = server.create_key("keyed")
+            key = server.create_key("local")
             assert server.client.get(JOBS, headers=bearer(key)).status_code == 200
+            detailed = server.client.get("/health/detailed", headers=bearer(key)).json()
+            assert detailed["anonymous_access"] is anonymous
 
 
 def invoke(*args: str) -> Any:

@@ -54,7 +54,7 @@ def build_app() -> FastAPI:
     async def crash() -> None:
         raise RuntimeError("boom")
 
-    app.include_router(metrics_router())
+    app.include_router(metrics_router(summary_for_operators=False))
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -27,6 +27,7 @@ from hark.pipeline.diarization.identify import match_speakers
 from hark.speakers import service
 from hark.speakers.embedding import embed_recording
 from tests.support.conversations import Conversation, load_fixture
+from tests.support.service import LocalTestClient
 
 SPEAKERS = "/api/v1/speakers"
 UPLOAD_LIMIT = 1_000_000
@@ -84,7 +85,7 @@ def app(tmp_path: Path) -> FastAPI:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as client:
+    with LocalTestClient(app) as client:
         yield client
 
 
@@ -250,7 +251,7 @@ def test_adding_samples_checks_the_profile_and_the_audio(
 
 def test_tenants_see_only_their_own_profiles(tmp_path: Path, clips: dict[str, bytes]) -> None:
     app = create_app(make_settings(tmp_path, anonymous=False), workers=False)
-    with TestClient(app) as client:
+    with LocalTestClient(app) as client:
         alice, bob = bearer(app, "tenant-a"), bearer(app, "tenant-b")
         assert_error(client.get(SPEAKERS), 401, "UNAUTHORIZED")
         assert_error(enroll(client, "Ada", samples(clips, "ada_1")), 401, "UNAUTHORIZED")

@@ -259,14 +259,21 @@ def test_the_recording_is_served_whole_and_in_ranges(svc: Service, recording: by
     assert svc.client.get(url, headers={"Range": "bytes=0-1,5-9"}).status_code == 200
 
 
-def test_the_recording_accepts_the_key_in_the_url(svc: Service, recording: bytes) -> None:
+def test_the_recording_plays_from_a_signed_link_not_a_key_in_the_url(
+        svc: Service, recording: bytes) -> None:
     key = svc.create_key("tenant-media", "player")
     job = svc.submit(speech_wav(3.0), "clip.wav", headers=bearer(key))
     url = f"{JOBS}/{job['id']}/media"
-    assert svc.client.get(url, params={"api_key": key},
-                          headers={"Range": "bytes=0-3"}).content == b"RIFF"
+    body = assert_error(svc.client.get(url, params={"api_key": key}), 401, "UNAUTHORIZED")
+    assert body["details"]["field"] == "api_key"
+    link = svc.client.get(f"{url}/link", headers=bearer(key))
+    assert link.status_code == 200, link.text
+    signed = link.json()["url"]
+    assert key not in signed and "token=" in signed
+    # The link alone (no header, as an <audio> element asks) plays and seeks.
+    assert svc.client.get(signed, headers={"Range": "bytes=0-3"}).content == b"RIFF"
     assert_error(svc.client.get(url), 404, "JOB_NOT_FOUND")  # anonymous: another tenant
-    assert_error(svc.client.get(url, params={"api_key": "nope"}), 401, "UNAUTHORIZED")
+    assert_error(svc.client.get(f"{url}/link"), 404, "JOB_NOT_FOUND")
     svc.client.delete(f"{JOBS}/{job['id']}", headers=bearer(key))
 
 
@@ -380,6 +387,7 @@ def test_a_speaker_of_a_job_is_enrolled_and_named(svc: Service, recording: bytes
     ("GET", "/transcript/revisions", None),
     ("POST", "/transcript/restore", {}),
     ("GET", "/media", None),
+    ("GET", "/media/link", None),
     ("POST", "/retry", None),
     ("POST", "/speakers/SPEAKER_00/enroll", {"name": "Mallory"}),
 ])

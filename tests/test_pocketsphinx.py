@@ -40,7 +40,7 @@ def test_non_english_request_fails_before_decoding(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("audio was decoded before the language was checked")
 
-    monkeypatch.setattr(run, "decode", no_decoding)
+    monkeypatch.setattr(run, "decode_to_store", no_decoding)
     with pytest.raises(UnsupportedLanguageError) as info:
         transcribe_file(sample_path(), TranscribeOptions(model="pocketsphinx", language="fr"),
                         settings)

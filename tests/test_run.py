@@ -1,3 +1,4 @@
+import os
 import shutil
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from hark.config import Settings
 from hark.errors import CanceledError, UnknownModelError
-from hark.pipeline.engines.select import resolve_model
+from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import Hooks, transcribe_file
 from hark.pipeline.transcript import Segment
@@ -86,3 +87,31 @@ def test_progress_segments_and_cancel(settings: Settings, corpus_dir: Path) -> N
         transcribe_file(audio, TranscribeOptions(), settings,
                         Hooks(on_segment=segments_before_cancel.append, is_canceled=canceled))
     assert len(segments_before_cancel) == 1
+
+
+def test_decoding_reports_progress_and_a_cancel_leaves_nothing_behind(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    path = write_wav(tmp_path / "tone.wav", 0.1 * np.sin(np.arange(16000 * 20) / 5.0))
+    seen: list[tuple[str, float]] = []
+
+    def cancel_mid_decode() -> bool:
+        return any(stage == "decoding" and value > 0.03 for stage, value in seen)
+
+    with borrow_engine(resolve_model(None, settings), settings):
+        pass  # the engine's own processes and pipes are there before counting
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(CanceledError):
+        transcribe_file(path, TranscribeOptions(), settings,
+                        Hooks(on_progress=lambda s, v: seen.append((s, v)),
+                              is_canceled=cancel_mid_decode))
+    decoding = [v for s, v in seen if s == "decoding"]
+    assert len(decoding) >= 3 and decoding == sorted(decoding) and decoding[-1] < 0.06
+    assert "detecting speech" not in {s for s, _ in seen}
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert list(scratch.iterdir()) == []

@@ -1,15 +1,18 @@
 import itertools
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from hark.pipeline.silero import BLOCK_WINDOWS, SileroSettings, speech_regions
 from hark.pipeline.vad import (
     Chunk,
     Region,
     SpeechMap,
     VadOptions,
+    detect_speech,
     fixed_windows,
     pack_regions,
     speech_chunks,
@@ -89,7 +92,8 @@ def test_real_speech_with_pauses_is_split_into_bounded_chunks(corpus_dir: Path) 
     _, audio = load_audio(corpus_dir / "asr" / "osr_us_000_0034_8k.wav")
     chunks = speech_chunks(audio, VadOptions(max_chunk_seconds=5), 30)
     assert 8 <= len(chunks) <= 14
-    assert all(0.5 < c.seconds <= 5.0 for c in chunks)
+    # Packed chunks hold at most 5 s of speech; the pauses left out between parts do not count.
+    assert all(0.5 < c.speech_samples / SAMPLE_RATE <= 5.0 for c in chunks)
     assert all(a.end <= b.start for a, b in itertools.pairwise(chunks))
     speech = sum(c.seconds for c in chunks)
     assert 15 < speech < 34, "pauses between sentences must be skipped"
@@ -107,3 +111,89 @@ def test_threshold_changes_what_counts_as_speech(corpus_dir: Path) -> None:
     assert sum(c.seconds for c in lenient) > sum(c.seconds for c in strict)
     # The conversation starts at ~6.7 s; before it there is only line noise.
     assert speech_chunks(audio, VadOptions(), 30)[0].start_s > 5.5
+
+
+class Zeros:
+    """A recording of digital silence of any length that holds no memory."""
+
+    def __init__(self, samples: int) -> None:
+        self.shape = (samples,)
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        start, stop, _ = span.indices(self.shape[0])
+        return np.zeros(max(0, stop - start), dtype=np.float32)
+
+
+class Spliced(Zeros):
+    """Digital silence with `clip` placed at sample `at`."""
+
+    def __init__(self, samples: int, clip: np.ndarray, at: int) -> None:
+        super().__init__(samples)
+        self.clip, self.at = clip, at
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        start, stop, _ = span.indices(self.shape[0])
+        out = super().__getitem__(span)
+        a, b = max(start, self.at), min(stop, self.at + self.clip.size)
+        if a < b:
+            out[a - start:b - start] = self.clip[a - self.at:b - self.at]
+        return out
+
+
+@pytest.fixture(scope="module")
+def conversation(corpus_dir: Path) -> np.ndarray:
+    """About 80 s of speech, pauses and line noise, over several Silero blocks of 64 windows."""
+    names = ["pyannote_sample.wav", "osr_us_000_0034_8k.wav", "jfk_inaugural_1961.flac"]
+    return np.concatenate([load_audio(corpus_dir / "asr" / name)[1] for name in names])
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("max_seconds", [30.0, 4.0])
+def test_regions_are_faster_whispers_wherever_the_blocks_fall(
+    conversation: np.ndarray, max_seconds: float,
+) -> None:
+    from faster_whisper.vad import VadOptions as FasterWhisperVad
+    from faster_whisper.vad import get_speech_timestamps
+
+    options = VadOptions(min_silence_ms=300, speech_pad_ms=100)
+    settings = SileroSettings(threshold=options.threshold, min_silence_ms=300,
+                              speech_pad_ms=100, max_speech_seconds=max_seconds)
+    # Ending on a whole window makes faster-whisper score one window of padding.
+    for audio in (conversation, conversation[: conversation.size // 512 * 512]):
+        expected = [(r["start"], r["end"]) for r in get_speech_timestamps(
+            audio, FasterWhisperVad(threshold=0.5, min_silence_duration_ms=300,
+                                    speech_pad_ms=100, max_speech_duration_s=max_seconds))]
+        assert len(expected) >= 8
+        for block_windows in (BLOCK_WINDOWS, 997, 64):
+            assert speech_regions(audio, settings, block_windows) == expected
+    regions = detect_speech(conversation, options, max_seconds)
+    assert [(r.start, r.end) for r in regions] == speech_regions(conversation, settings)
+
+
+def test_hours_of_digital_silence_are_skipped_quickly() -> None:
+    progress: list[float] = []
+    started = time.perf_counter()
+    assert detect_speech(Zeros(SAMPLE_RATE * 4 * 3600), VadOptions(), 30,
+                         progress.append) == []
+    assert time.perf_counter() - started < 10  # Silero itself would take minutes
+    assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) == 46
+
+
+@pytest.mark.corpus
+def test_after_skipped_silence_silero_starts_afresh(corpus_dir: Path) -> None:
+    from faster_whisper.vad import VadOptions as FasterWhisperVad
+    from faster_whisper.vad import get_speech_timestamps
+
+    _, clip = load_audio(corpus_dir / "asr" / "jfk_inaugural_1961.flac")
+    block = BLOCK_WINDOWS * 512
+    at = SAMPLE_RATE * 1000  # three whole blocks of silence, then 40 s more
+    spliced = Spliced(at + clip.size + SAMPLE_RATE * 700, clip, at)
+    found = speech_regions(spliced, SileroSettings(min_silence_ms=500, speech_pad_ms=200))
+    # As if the recording began at the first block that is not silent.
+    first = at // block * block
+    tail = spliced[first:first + block]
+    expected = [(r["start"] + first, r["end"] + first) for r in get_speech_timestamps(
+        tail, FasterWhisperVad(threshold=0.5, min_silence_duration_ms=500, speech_pad_ms=200))]
+    assert len(expected) >= 3
+    assert found == expected
+    assert at <= found[0][0] and found[-1][1] <= at + clip.size

@@ -227,6 +227,28 @@ def test_clicking_a_word_plays_from_that_word(web: Web, job: dict[str, Any]) -> 
 
 
 @pytest.mark.corpus
+def test_the_player_plays_from_a_signed_link_and_renews_it(web: Web,
+                                                           job: dict[str, Any]) -> None:
+    page = web.page
+    # The key travels in headers only (and in WebSocket URLs, which cannot have them).
+    http = [r for r in web.requests if r.split(" ", 1)[1].startswith("http")]
+    assert [r for r in http if "api_key=" in r or web.key in r] == []
+    source = str(page.evaluate("document.getElementById('player').src"))
+    assert f"/api/v1/jobs/{job['id']}/media?token=" in source and web.key not in source
+    # A link that stopped working (expired, say) is replaced by a fresh one.
+    page.evaluate("""() => { const p = document.getElementById('player');
+                            p.src = p.src.replace(/token=[^&]+/, 'token=stale'); }""")
+    wait_until(page, """() => { const p = document.getElementById('player');
+                               return p.readyState >= 1 && p.src.includes('token=')
+                                 && !p.src.includes('token=stale'); }""")
+    assert "cannot be played" not in page.inner_text("#alert")
+    target = float(page.locator("#transcript .w").nth(3).get_attribute("data-start") or "nan")
+    page.locator("#transcript .w").nth(3).click()
+    web.wait_player_near(target)
+    assert not web.errors, web.errors
+
+
+@pytest.mark.corpus
 def test_a_renamed_speaker_is_in_the_srt_export(web: Web, job: dict[str, Any]) -> None:
     page = web.page
     speaker = job["transcript"]["segments"][0]["speaker"]

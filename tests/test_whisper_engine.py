@@ -1,9 +1,11 @@
 """The faster-whisper engine on a tiny random-weight model built offline.
 
 Random weights give nonsense text, so these tests check structure, option handling,
-and that Hark returns exactly what faster-whisper itself returns.
+and that Hark returns exactly what faster-whisper itself returns. Decoding long audio a
+stretch at a time is checked on real speech with the packaged tiny.en model.
 """
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,13 @@ import pytest
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from hark.config import Settings
+from hark.pipeline import model_packages
 from hark.pipeline.audio import load_audio
 from hark.pipeline.engines.whisper import WhisperEngine, batch_groups
+from hark.pipeline.engines.whisper_sequential import decode_sequential
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio, transcribe_file
-from hark.pipeline.vad import Chunk
+from hark.pipeline.vad import Chunk, SpeechMap
 
 SAMPLE = Path(str(resources.files("hark") / "samples" / "welcome.ogg"))
 
@@ -131,3 +135,55 @@ def test_installed_model_by_name_and_cpu_int8(tiny_whisper_dir: Path, settings: 
         assert engine.name == "faster-whisper/tiny"
         assert isinstance(engine, WhisperEngine)
         assert (engine.device, engine.compute_type) == ("cpu", "int8")
+
+
+class RecordingModel:
+    """The real tiny.en model, noting what each sequential call was given."""
+
+    def __init__(self, model: WhisperModel) -> None:
+        self.model = model
+        self.max_length = model.max_length
+        self.hf_tokenizer = model.hf_tokenizer
+        self.calls: list[tuple[float, Any, Any]] = []
+
+    def transcribe(self, audio: np.ndarray, **kwargs: Any) -> Any:
+        self.calls.append((audio.size / 16000, kwargs.get("initial_prompt"),
+                           kwargs.get("language")))
+        return self.model.transcribe(audio, **kwargs)
+
+
+@pytest.mark.corpus
+def test_long_sequential_decoding_goes_a_bounded_stretch_at_a_time(
+    corpus_dir: Path, tmp_path: Path,
+) -> None:
+    """Past the stretch length, faster-whisper gets one stretch at a time, each starting
+    where the last kept segment ended, prompted with the text before it; the words are
+    those of one call over everything, give or take a few at the seams."""
+    names = ["jfk_inaugural_1961.flac", "osr_us_000_0034_8k.wav", "pyannote_sample.wav"]
+    audio = np.concatenate([load_audio(corpus_dir / "asr" / n)[1] for n in names])[:16000 * 75]
+    path = model_packages.model_path(model_packages.BY_MODEL["tiny.en"], tmp_path)
+    model = RecordingModel(WhisperModel(str(path), device="cpu", compute_type="int8"))
+    kwargs = {"language": None, "beam_size": 1, "temperature": 0.0, "word_timestamps": True,
+              "initial_prompt": "Ask not.", "hotwords": None}
+    timeline = SpeechMap([Chunk(0, audio.size)])
+
+    info, segments = decode_sequential(model, audio, timeline, kwargs, to_recording=False)
+    whole = [w for s in segments for w in s.words]
+    assert len(model.calls) == 1 and model.calls[0][0] == 75.0
+
+    model.calls.clear()
+    info, segments = decode_sequential(model, audio, timeline, kwargs, to_recording=False,
+                                       stretch_seconds=60)
+    stretched = [w for s in segments for w in s.words]
+    assert info.language == "en"
+    (first, prompt, language), *rest = model.calls
+    assert first == 60.0 and prompt == "Ask not." and language is None
+    assert rest and all(seconds <= 60.0 and language == "en" for seconds, _, language in rest)
+    # Later stretches are prompted with the tokens of the text decoded before them.
+    assert all(isinstance(p, list) and 0 < len(p) <= 223 for _, p, _ in rest)
+    # Times run on across the seams: nothing decoded twice, nothing out of order.
+    starts = [w.start for w in stretched]
+    assert starts == sorted(starts) and stretched[-1].end <= 75.0
+    text = [w.word.lower().strip(".,?!") for w in stretched]
+    reference = [w.word.lower().strip(".,?!") for w in whole]
+    assert difflib.SequenceMatcher(a=reference, b=text).ratio() > 0.9

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=10_000, gt=0)
     allow_anonymous: bool = False
     allowed_origins: list[str] = Field(default_factory=list)
+    # Host names the server answers to besides loopback names, its bind address and
+    # HARK_PUBLIC_URL's host: "name", "*.example.com" (subdomains), or "*" (any).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Tenants whose keys may read operations detail (/health/detailed, /api/v1/metrics).
+    operator_tenants: list[str] = Field(default_factory=lambda: ["local"])
+    # Signs the player's media links; unset: generated once into the data directory.
+    media_secret: str | None = None
+    media_url_seconds: int = Field(default=3600, gt=0)
     public_url: str | None = None
     job_max_attempts: int = Field(default=3, ge=1)
     job_lease_seconds: float = Field(default=30.0, gt=0)

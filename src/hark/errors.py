@@ -31,8 +31,13 @@
     ├── RequestError                       INVALID_REQUEST      422
     │   ├── UploadTooLargeError            PAYLOAD_TOO_LARGE    413
     │   ├── UrlNotAllowedError             URL_NOT_ALLOWED      422
-    │   └── FetchError                     FETCH_FAILED         422
+    │   ├── FetchError                     FETCH_FAILED         422
+    │   └── HostNotAllowedError            HOST_NOT_ALLOWED     400
     ├── AuthenticationError                UNAUTHORIZED         401
+    │   └── MediaLinkError                 MEDIA_LINK_INVALID   401
+    ├── PermissionDeniedError              FORBIDDEN            403
+    │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
+    │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
     ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
@@ -235,9 +240,42 @@ class FetchError(RequestError):
     code = "FETCH_FAILED"
 
 
+class HostNotAllowedError(RequestError):
+    """The request's `Host` is not one this server answers to (a DNS-rebinding guard)."""
+
+    code = "HOST_NOT_ALLOWED"
+    status_code = 400
+
+
 class AuthenticationError(HarkError):
     code = "UNAUTHORIZED"
     status_code = 401
+
+
+class MediaLinkError(AuthenticationError):
+    """A signed media link that is malformed, tampered with, expired, for another job,
+    or made with a key that was revoked since."""
+
+    code = "MEDIA_LINK_INVALID"
+
+
+class PermissionDeniedError(HarkError):
+    """The caller is known, but this request is not theirs to make."""
+
+    code = "FORBIDDEN"
+    status_code = 403
+
+
+class CrossSiteRequestError(PermissionDeniedError):
+    """A browser on another site sent a request that changes something, with no key."""
+
+    code = "CROSS_SITE_REQUEST"
+
+
+class OperatorOnlyError(PermissionDeniedError):
+    """Operations detail (workers, paths, every tenant's counts) is for operators' keys."""
+
+    code = "OPERATOR_ONLY"
 
 
 class QueueFullError(HarkError):

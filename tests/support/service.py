@@ -21,18 +21,20 @@ import io
 import os
 import time
 import wave
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 import av
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
 
 from hark.api.app import create_app
 from hark.api.state import ServiceState
@@ -169,10 +171,23 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+class LocalTestClient(TestClient):
+    """A TestClient that calls as a local client does, at 127.0.0.1: the app answers
+    only the host names it knows, and TestClient's own is `testserver`."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__(app, base_url="http://127.0.0.1")
+
+    def websocket_connect(self, url: str, subprotocols: Sequence[str] | None = None,
+                          **kwargs: Any) -> WebSocketTestSession:
+        return super().websocket_connect(urljoin("ws://127.0.0.1", url), subprotocols,
+                                         **kwargs)
+
+
 @contextmanager
 def serve(settings: Settings, *, workers: bool = True) -> Iterator[Service]:
     app = create_app(settings, workers=workers)
-    with TestClient(app) as client:
+    with LocalTestClient(app) as client:
         yield Service(app=app, client=client, settings=settings)
 
 

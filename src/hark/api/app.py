@@ -18,6 +18,7 @@ from hark.api import metrics as api_metrics
 from hark.api.errors import install_error_handlers
 from hark.api.logging import AccessLogMiddleware
 from hark.api.request_id import RequestIdMiddleware
+from hark.api.security import SecurityMiddleware
 from hark.config import Settings
 from hark.jobs.repository import JobRepository
 
@@ -63,6 +64,7 @@ def create_app(
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins,
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["X-Request-ID", "Content-Disposition"])
+    app.add_middleware(SecurityMiddleware, settings=settings)  # Host, cross-site, headers
     app.add_middleware(api_metrics.MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: everything below sees the id

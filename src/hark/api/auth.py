@@ -9,9 +9,10 @@ from fastapi import Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from hark.api.revocation import key_watch
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
-from hark.errors import AuthenticationError
+from hark.errors import AuthenticationError, OperatorOnlyError
 from hark.keys.service import authenticate, hash_key
 
 # Anonymous use is the person at this machine (loopback only): every priority is theirs.
@@ -47,7 +48,8 @@ async def resolve_principal(connection: HTTPConnection, raw: str | None) -> Prin
                                   "or 'X-API-Key: <key>'")
     digest = hash_key(raw)
     principal = state.keys.get(digest)
-    if principal is not None:
+    # A key an open stream found revoked is not taken from the cache any more.
+    if principal is not None and principal.api_key_id not in key_watch(connection).revoked_ids:
         return principal
     return await run_in_threadpool(_lookup, state, raw, digest)
 
@@ -71,6 +73,18 @@ async def websocket_principal(websocket: WebSocket) -> Principal:
     """Browsers cannot set headers on a WebSocket: a `?api_key=` parameter also works."""
     raw = presented_key(websocket) or websocket.query_params.get("api_key")
     return await resolve_principal(websocket, raw)
+
+
+async def require_operator(request: Request) -> Principal:
+    """A caller of an operator tenant (HARK_OPERATOR_TENANTS): operations detail shows
+    processes, paths and every tenant's counts. An anonymous local caller is tenant
+    `local`, an operator unless the setting says otherwise."""
+    principal = await require_principal(request)
+    state: ServiceState = request.app.state.hark
+    if principal.tenant_id not in state.settings.operator_tenants:
+        raise OperatorOnlyError("this needs a key of an operator tenant "
+                                "(HARK_OPERATOR_TENANTS)", tenant=principal.tenant_id)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from prometheus_client import Counter, Histogram
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hark.api.asgi import call_observed
+from hark.api.auth import require_operator
 from hark.metrics import (
     AUDIO_SECONDS,
     JOB_STATUSES,
@@ -79,16 +80,24 @@ def summary_endpoint() -> dict[str, Any]:
 
 
 def metrics_router(
-    *, prometheus_path: str = "/metrics", summary_path: str = "/api/v1/metrics"
+    *, prometheus_path: str = "/metrics", summary_path: str = "/api/v1/metrics",
+    summary_for_operators: bool = True,
 ) -> APIRouter:
-    """Both endpoints, open (no auth dependencies); include with `app.include_router`."""
+    """Both endpoints; include with `app.include_router`.
+
+    `/metrics` is open (Prometheus scrapes it without credentials). The JSON summary
+    needs an operator's key (`require_operator`, which reads the app's ServiceState);
+    `summary_for_operators=False` leaves it open, for apps without one.
+    """
     router = APIRouter(tags=["operations"])
     router.add_api_route(
         prometheus_path, prometheus_endpoint, methods=["GET"],
         summary="Prometheus metrics", response_class=Response,
     )
     router.add_api_route(
-        summary_path, summary_endpoint, methods=["GET"], summary="Metrics summary (JSON)"
+        summary_path, summary_endpoint, methods=["GET"],
+        summary="Metrics summary (JSON; operators)",
+        dependencies=[Depends(require_operator)] if summary_for_operators else None,
     )
     return router
 

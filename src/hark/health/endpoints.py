@@ -2,7 +2,9 @@
 
 `/health/live` says the process answers; `/health/ready` that it can do its job
 (database reachable, storage writable, workers alive when this process runs them),
-503 otherwise; `/health/detailed` shows each check with its timing.
+503 otherwise. Those two and `/health` are open. `/health/detailed` shows each check
+with its timing, the database and storage in use and the workers' process ids, so it
+needs an operator's key (HARK_OPERATOR_TENANTS; an anonymous local caller counts).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from hark import __version__
+from hark.api.auth import require_operator
 from hark.api.state import ServiceState
 from hark.db import display_url
 
@@ -83,7 +86,8 @@ async def _ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
-@router.get("/health/detailed", summary="Every check, with timings and versions")
+@router.get("/health/detailed", summary="Every check, with timings and versions (operators)",
+            dependencies=[Depends(require_operator)])
 async def detailed(request: Request) -> JSONResponse:
     state: ServiceState = request.app.state.hark
     checks = await run_in_threadpool(run_checks, state)

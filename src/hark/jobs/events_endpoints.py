@@ -3,20 +3,26 @@
 Both subscribe to the bus *before* reading the job, then send the current state
 first: no event published in between is missed, and a subscriber arriving after the
 job finished gets its status and outcome and the stream ends. A stream ends after
-the first terminal event (completed, failed, canceled).
+the first terminal event (completed, failed, canceled), and within seconds of its
+key being revoked (`hark.api.revocation`): Server-Sent Events with a last `error`
+event, a WebSocket with close code 4401.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from hark.api.auth import CurrentPrincipal, websocket_principal
+from hark.api.revocation import key_watch, run_until_revoked
 from hark.api.state import Principal, ServiceState, get_state
 from hark.errors import HarkError
 from hark.events.base import TERMINAL_EVENTS, Event, Subscription
@@ -28,6 +34,10 @@ State = Annotated[ServiceState, Depends(get_state)]
 
 # A comment line this often keeps proxies from closing an idle stream.
 KEEPALIVE_SECONDS = 15.0
+REVOKED_MESSAGE = "the API key was revoked"
+# The last event of a stream whose key was revoked.
+REVOKED: Event = {"type": "error", "error": REVOKED_MESSAGE, "error_code": "UNAUTHORIZED"}
+CLOSE_UNAUTHORIZED = 4401
 
 
 def _initial_events(state: ServiceState, principal: Principal, job_id: str) -> list[Event]:
@@ -65,7 +75,8 @@ async def job_events(state: ServiceState, principal: Principal, job_id: str,
 
 @router.get("/jobs/{job_id}/events", summary="Live events of a job (Server-Sent Events)",
             response_class=StreamingResponse)
-async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> StreamingResponse:
+async def sse_events(job_id: str, request: Request, principal: CurrentPrincipal,
+                     state: State) -> StreamingResponse:
     subscription = state.bus.subscribe(job_id)
     try:
         events = job_events(state, principal, job_id, subscription)
@@ -83,7 +94,7 @@ async def sse_events(job_id: str, principal: CurrentPrincipal, state: State) -> 
         finally:
             subscription.close()
 
-    return event_stream(stream())
+    return event_stream(stream(), key_watch(request).watch(principal))
 
 
 @router.websocket("/jobs/{job_id}/ws")
@@ -104,10 +115,18 @@ async def websocket_events(websocket: WebSocket, job_id: str) -> None:
             return
         await websocket.send_text(json.dumps(first))
         last = first
-        async for event in events:
-            if event is not None:
-                await websocket.send_text(json.dumps(event))
-                last = event
+
+        async def forward() -> None:
+            nonlocal last
+            async for event in events:
+                if event is not None:
+                    await websocket.send_text(json.dumps(event))
+                    last = event
+
+        with key_watch(websocket).watch(principal) as revoked:
+            if await run_until_revoked(revoked, forward):
+                await websocket.close(code=CLOSE_UNAUTHORIZED, reason=REVOKED_MESSAGE)
+                return
         # Ended before the job did (the server is stopping): 1012 asks for a reconnect.
         await websocket.close(code=1000 if last["type"] in TERMINAL_EVENTS else 1012)
     except (WebSocketDisconnect, StopAsyncIteration):
@@ -130,10 +149,50 @@ async def accept_websocket(websocket: WebSocket) -> Principal | None:
         return None
 
 
-def event_stream(frames: AsyncIterator[bytes]) -> StreamingResponse:
-    """A Server-Sent Events response that proxies pass on as it is written."""
-    return StreamingResponse(frames, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+class _EventStreamResponse(StreamingResponse):
+    """Server-Sent Events that end, with a last `error` event, when the key watched by
+    `watching` is revoked. The watch is entered only while the response streams."""
+
+    def __init__(self, frames: AsyncIterator[bytes],
+                 watching: AbstractContextManager[asyncio.Event] | None,
+                 headers: Mapping[str, str]) -> None:
+        super().__init__(frames, media_type="text/event-stream", headers=headers)
+        self.watching = watching
+
+    async def stream_response(self, send: Send) -> None:
+        if self.watching is None:
+            await super().stream_response(send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            await send(message)
+            started = started or message["type"] == "http.response.start"
+
+        with self.watching as revoked:
+            cut_short = await run_until_revoked(
+                revoked, lambda: super(_EventStreamResponse, self).stream_response(send_tracked))
+        if not cut_short:
+            return
+        closing = getattr(self.body_iterator, "aclose", None)
+        if closing is not None:  # its `finally` lets go of the subscription now
+            await closing()
+        if not started:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": sse_frame(REVOKED),
+                    "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def event_stream(frames: AsyncIterator[bytes],
+                 watching: AbstractContextManager[asyncio.Event] | None = None,
+                 ) -> StreamingResponse:
+    """A Server-Sent Events response that proxies pass on as it is written; with
+    `watching` (a key watch), it ends when the key is revoked."""
+    return _EventStreamResponse(frames, watching,
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def sse_frame(event: Event) -> bytes:

@@ -6,7 +6,8 @@ Each stream opens with `{"type": "ready"}`, sent once the subscription is in pla
 client that reads the job list after it misses nothing created in between. Unlike a
 job's stream, the feed does not end by itself; a client that loses it should
 reconnect and, after the new `ready`, read the list again for what it missed (the bus
-keeps no history).
+keeps no history). It does end within seconds of its key being revoked: Server-Sent
+Events with a last `error` event, the WebSocket with close code 4401.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnected
 
 from hark.api.auth import CurrentPrincipal
+from hark.api.revocation import key_watch
 from hark.api.state import ServiceState, get_state
 from hark.events.base import Event, Subscription
 from hark.jobs import feed
 from hark.jobs.events_endpoints import (
+    CLOSE_UNAUTHORIZED,
     KEEPALIVE_SECONDS,
+    REVOKED_MESSAGE,
     accept_websocket,
     event_stream,
     sse_frame,
@@ -41,7 +45,8 @@ CLOSE_TRY_AGAIN = 1013
 
 @router.get("/events", summary="Live feed of the tenant's jobs (Server-Sent Events)",
             response_class=StreamingResponse)
-async def sse_feed(principal: CurrentPrincipal, state: State) -> StreamingResponse:
+async def sse_feed(request: Request, principal: CurrentPrincipal,
+                   state: State) -> StreamingResponse:
     channel = feed.channel(principal.tenant_id)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -58,7 +63,7 @@ async def sse_feed(principal: CurrentPrincipal, state: State) -> StreamingRespon
         finally:
             subscription.close()
 
-    return event_stream(stream())
+    return event_stream(stream(), key_watch(request).watch(principal))
 
 
 @router.websocket("/ws")
@@ -69,26 +74,39 @@ async def websocket_feed(websocket: WebSocket) -> None:
         return
     subscription = state.bus.subscribe(feed.channel(principal.tenant_id))
     ended_by_bus = False
+    ended_by_revocation = False
     try:
         # The feed can stay quiet for hours: a second task listens for the client's
-        # close, so that a gone client frees its subscription now, not at the next event.
-        async with anyio.create_task_group() as group:
-            async def send_feed() -> None:
-                nonlocal ended_by_bus
-                with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
-                    await _forward(websocket, subscription)
-                    ended_by_bus = True
-                group.cancel_scope.cancel()
+        # close, so that a gone client frees its subscription now, not at the next event;
+        # a third ends the feed when its key is revoked.
+        with key_watch(websocket).watch(principal) as revoked:
+            async with anyio.create_task_group() as group:
+                async def send_feed() -> None:
+                    nonlocal ended_by_bus
+                    with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+                        await _forward(websocket, subscription)
+                        ended_by_bus = True
+                    group.cancel_scope.cancel()
 
-            async def watch_close() -> None:
-                await _until_closed(websocket)
-                group.cancel_scope.cancel()
+                async def watch_close() -> None:
+                    await _until_closed(websocket)
+                    group.cancel_scope.cancel()
 
-            group.start_soon(send_feed)
-            group.start_soon(watch_close)
+                async def watch_key() -> None:
+                    nonlocal ended_by_revocation
+                    await revoked.wait()
+                    ended_by_revocation = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(send_feed)
+                group.start_soon(watch_close)
+                group.start_soon(watch_key)
     finally:
         subscription.close()
-    if ended_by_bus:
+    if ended_by_revocation:
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+            await websocket.close(code=CLOSE_UNAUTHORIZED, reason=REVOKED_MESSAGE)
+    elif ended_by_bus:
         # The server ended the feed (stopping, or the client fell too far behind) while
         # the client is still there: "try again later" makes it reconnect.
         with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):

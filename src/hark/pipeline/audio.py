@@ -1,8 +1,11 @@
 """Decode any file FFmpeg can read into 16 kHz mono float32 samples.
 
-`decode` turns the first audio track into one contiguous array. `load_audio`
-probes (see `hark.pipeline.media`, whose `probe`, `MediaInfo`, `StreamInfo`
-and `DurationSource` are re-exported here) and then decodes.
+`decode_to_store` writes the first audio track to a `SampleStore` on disk, which
+is read back a span at a time, so memory does not grow with the recording's
+length; the pipeline uses it. `decode` turns the track into one array, for short
+recordings (voice samples, tests). `load_audio` probes (see `hark.pipeline.media`,
+whose `probe`, `MediaInfo`, `StreamInfo` and `DurationSource` are re-exported here)
+and then decodes into an array.
 
 Every failure is a `MediaError` subclass with a stable code:
 
@@ -17,12 +20,13 @@ Every failure is a `MediaError` subclass with a stable code:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
-import numpy.typing as npt
 from av.audio.fifo import AudioFifo
 from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
@@ -36,13 +40,12 @@ from hark.pipeline.media import (
     StreamInfo,
     _audio_stream,
     _check_limit_option,
-    _ffmpeg_reason,
-    _open,
     _probe_container,
     _raise_if_too_long,
-    _truncation_tolerance,
     probe,
 )
+from hark.pipeline.media_files import ffmpeg_reason, open_container, truncation_tolerance
+from hark.pipeline.samples import PCM16_SCALE, Samples, SampleStore
 
 __all__ = [
     "SAMPLE_RATE",
@@ -50,6 +53,7 @@ __all__ = [
     "MediaInfo",
     "StreamInfo",
     "decode",
+    "decode_to_store",
     "load_audio",
     "probe",
 ]
@@ -66,14 +70,22 @@ _MAX_TAIL_PADDING_SECONDS = 0.25
 _MAX_BAD_PACKETS = 3
 _MAX_BAD_PACKET_FRACTION = 0.01
 
-# The output buffer is preallocated from the probed duration. Untouched pages
+# The output array is preallocated from the probed duration. Untouched pages
 # cost no memory, but a wildly wrong header must not make the first
-# allocation fail, so the initial size is capped and the buffer grows instead.
+# allocation fail, so the initial size is capped and the array grows instead.
 _MAX_INITIAL_SECONDS = 3 * 3600
 
-_PCM16_SCALE = np.float32(32768.0)
+# Input is gathered into pieces of about a second before resampling, but never more
+# values (samples times channels) than this, whatever rate a header claims.
+_MAX_RESAMPLE_VALUES = 1 << 20
 
-Samples = npt.NDArray[np.float32]
+# Progress is reported this many times over a decode.
+_PROGRESS_STEPS = 20
+
+_PCM16_MAX = np.float32(PCM16_SCALE)
+
+DecodeProgress = Callable[[float], None]
+"""Called with the fraction of the probed length decoded so far (it may pass 1.0)."""
 
 
 def decode(
@@ -93,8 +105,37 @@ def decode(
         return _load(media_path, max_seconds)[1]
     if max_seconds is not None and info.duration_source != "estimated":
         _raise_if_too_long(info, max_seconds)
-    with _open(media_path) as container:
-        return _decode_stream(container, _audio_stream(container, info), info, max_seconds)
+    with open_container(media_path) as container:
+        sink = _ArraySink(_initial_capacity(info, max_seconds))
+        _decode_stream(container, _audio_stream(container, info), info, max_seconds, sink)
+        return sink.data
+
+
+def decode_to_store(
+    path: str | Path,
+    info: MediaInfo,
+    *,
+    max_seconds: float | None = None,
+    directory: str | Path | None = None,
+    progress: DecodeProgress | None = None,
+) -> SampleStore:
+    """Decode the first audio track (as `decode` does) into a new `SampleStore`.
+
+    The caller closes the store; if decoding fails or `progress` raises (a cancel),
+    the store is closed before the error propagates.
+    """
+    _check_limit_option(max_seconds)
+    if max_seconds is not None and info.duration_source != "estimated":
+        _raise_if_too_long(info, max_seconds)
+    store = SampleStore(directory)
+    try:
+        with open_container(Path(path)) as container:
+            _decode_stream(container, _audio_stream(container, info), info, max_seconds,
+                           store, progress)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def load_audio(path: str | Path, *, max_seconds: float | None = None) -> tuple[MediaInfo, Samples]:
@@ -107,61 +148,81 @@ def load_audio(path: str | Path, *, max_seconds: float | None = None) -> tuple[M
 def _load(path: Path, max_seconds: float | None) -> tuple[MediaInfo, Samples]:
     # One open serves both steps: stream analysis on open can take a
     # noticeable fraction of a second for multichannel PCM.
-    with _open(path) as container:
+    with open_container(path) as container:
         info, consumed = _probe_container(container, path, max_seconds)
+        sink = _ArraySink(_initial_capacity(info, max_seconds))
         if not consumed:
-            return info, _decode_stream(
-                container, _audio_stream(container, info), info, max_seconds
-            )
-    with _open(path) as container:
-        return info, _decode_stream(container, _audio_stream(container, info), info, max_seconds)
+            _decode_stream(container, _audio_stream(container, info), info, max_seconds, sink)
+            return info, sink.data
+    with open_container(path) as container:
+        _decode_stream(container, _audio_stream(container, info), info, max_seconds, sink)
+        return info, sink.data
+
+
+def _initial_capacity(info: MediaInfo, max_seconds: float | None) -> int:
+    expected = math.ceil(info.duration * SAMPLE_RATE)
+    initial = min(expected + SAMPLE_RATE // 10, _MAX_INITIAL_SECONDS * SAMPLE_RATE)
+    if max_seconds is not None:
+        initial = min(initial, math.ceil(max_seconds * SAMPLE_RATE) + 1)
+    return initial
 
 
 # Decoding
 
 
-class _MonoBuffer:
-    """Growable float32 buffer that downmixes frames as they arrive.
+class _Sink(Protocol):
+    """Where decoded samples go: they arrive as integers of the 16-bit grid."""
 
-    One array is filled in place, so peak memory is the result itself rather
-    than a list of frames plus their concatenation.
-    """
+    @property
+    def size(self) -> int: ...
+
+    def append(self, grid: Samples) -> None: ...
+
+    def truncate(self, length: int) -> None: ...
+
+
+class _ArraySink:
+    """Growable float32 array, filled in place, so peak memory is the result itself
+    rather than a list of frames plus their concatenation."""
 
     def __init__(self, capacity: int) -> None:
         self.data: Samples = np.empty(max(capacity, SAMPLE_RATE), dtype=np.float32)
         self.size = 0
 
-    def append(self, frame: AudioFrame) -> None:
-        channels = frame.layout.nb_channels
-        # Packed float has a single plane: (1, samples * channels), interleaved.
-        interleaved = frame.to_ndarray().reshape(-1, channels)
-        count = interleaved.shape[0]
-        if count == 0:
-            return
-        end = self.size + count
+    def append(self, grid: Samples) -> None:
+        end = self.size + grid.shape[0]
         if end > self.data.size:
             # In-place realloc; nothing else references the array here.
             self.data.resize(max(end, self.data.size + self.data.size // 2), refcheck=False)
-        target = self.data[self.size : end]
-        if channels == 1:
-            target[:] = interleaved[:, 0]
-        else:
-            # An average, unlike FFmpeg's float rematrix, cannot leave [-1, 1]
-            # for a source inside it: identical full-scale channels stay at 1.0.
-            np.mean(interleaved, axis=1, dtype=np.float32, out=target)
-        # On the 16-bit grid, as FFmpeg's s16 output gives it: Whisper was trained on
-        # such audio, and Hark's samples are then bit-identical to faster-whisper's own
-        # decoding of the same file. Clipping also stops resampling filters' ringing
-        # past full scale; models expect [-1, 1].
-        np.multiply(target, _PCM16_SCALE, out=target)
-        np.rint(target, out=target)
-        np.clip(target, -_PCM16_SCALE, _PCM16_SCALE - 1, out=target)
-        np.divide(target, _PCM16_SCALE, out=target)
+        np.divide(grid, _PCM16_MAX, out=self.data[self.size:end])
         self.size = end
 
-    def finish(self, length: int) -> Samples:
+    def truncate(self, length: int) -> None:
         self.data.resize(length, refcheck=False)
-        return self.data
+        self.size = length
+
+
+def _mono_grid(frame: AudioFrame) -> Samples | None:
+    """A packed float frame downmixed and put on the 16-bit grid, unscaled."""
+    channels = frame.layout.nb_channels
+    # Packed float has a single plane: (1, samples * channels), interleaved.
+    interleaved = frame.to_ndarray().reshape(-1, channels)
+    if interleaved.shape[0] == 0:
+        return None
+    if channels == 1:
+        grid = np.array(interleaved[:, 0], dtype=np.float32)
+    else:
+        # An average, unlike FFmpeg's float rematrix, cannot leave [-1, 1]
+        # for a source inside it: identical full-scale channels stay at 1.0.
+        grid = np.mean(interleaved, axis=1, dtype=np.float32)
+    # On the 16-bit grid, as FFmpeg's s16 output gives it: Whisper was trained on
+    # such audio, and Hark's samples are then bit-identical to faster-whisper's own
+    # decoding of the same file. Clipping also stops resampling filters' ringing
+    # past full scale; models expect [-1, 1].
+    np.multiply(grid, _PCM16_MAX, out=grid)
+    np.rint(grid, out=grid)
+    np.clip(grid, -_PCM16_MAX, _PCM16_MAX - 1, out=grid)
+    return grid
 
 
 class _Resampler:
@@ -177,7 +238,7 @@ class _Resampler:
     underlying filter graph cannot, so it is drained and rebuilt on change.
     """
 
-    def __init__(self, sink: _MonoBuffer) -> None:
+    def __init__(self, sink: _Sink) -> None:
         self._sink = sink
         self._resampler: AudioResampler | None = None
         self._fifo: AudioFifo | None = None
@@ -190,7 +251,8 @@ class _Resampler:
             self.flush()
             self._resampler = AudioResampler(format="flt", layout=frame.layout, rate=SAMPLE_RATE)
             self._fifo = AudioFifo()
-            self._chunk = max(frame.sample_rate, 1)
+            channels = max(frame.layout.nb_channels, 1)
+            self._chunk = max(1, min(frame.sample_rate, _MAX_RESAMPLE_VALUES // channels))
             self._key = key
         assert self._resampler is not None and self._fifo is not None
         # The FIFO rejects timestamp gaps; the output is one contiguous signal
@@ -213,8 +275,9 @@ class _Resampler:
     def _emit(self, frames: list[AudioFrame]) -> None:
         for out in frames:
             # A pass-through resampler answers a flush with [None].
-            if out is not None:
-                self._sink.append(out)
+            grid = _mono_grid(out) if out is not None else None
+            if grid is not None:
+                self._sink.append(grid)
 
 
 def _decode_stream(
@@ -222,16 +285,17 @@ def _decode_stream(
     stream: AudioStream,
     info: MediaInfo,
     max_seconds: float | None,
-) -> Samples:
+    buffer: _Sink,
+    progress: DecodeProgress | None = None,
+) -> None:
+    """Decode into `buffer`, then check that what decoded is complete and cut it to length."""
     name = info.path.name
     limit = math.ceil(max_seconds * SAMPLE_RATE) if max_seconds is not None else None
     expected = math.ceil(info.duration * SAMPLE_RATE)
-    initial = min(expected + SAMPLE_RATE // 10, _MAX_INITIAL_SECONDS * SAMPLE_RATE)
-    if limit is not None:
-        initial = min(initial, limit + 1)
-    buffer = _MonoBuffer(initial)
     resampler = _Resampler(buffer)
     context = stream.codec_context
+    step = max(expected // _PROGRESS_STEPS, SAMPLE_RATE)
+    reported = 0
 
     packets = 0
     bad_packets = 0
@@ -247,6 +311,10 @@ def _decode_stream(
                 duration=max(info.duration, buffer.size / SAMPLE_RATE),
                 max_seconds=max_seconds,
             )
+        nonlocal reported
+        if progress is not None and buffer.size - reported >= step:
+            reported = buffer.size
+            progress(reported / max(expected, 1))
 
     demuxer = container.demux(stream)
     try:
@@ -258,7 +326,7 @@ def _decode_stream(
             except av.FFmpegError as exc:
                 # Reading stops at damage; the length check below decides
                 # whether what decoded is complete enough.
-                first_error = first_error or _ffmpeg_reason(exc)
+                first_error = first_error or ffmpeg_reason(exc)
                 break
             if packet.size == 0:
                 continue
@@ -267,19 +335,19 @@ def _decode_stream(
                 frames = context.decode(packet)
             except av.FFmpegError as exc:
                 bad_packets += 1
-                first_error = first_error or _ffmpeg_reason(exc)
+                first_error = first_error or ffmpeg_reason(exc)
                 continue
             take(frames)
         try:
             take(context.decode(None))
         except av.FFmpegError as exc:
             bad_packets += 1
-            first_error = first_error or _ffmpeg_reason(exc)
+            first_error = first_error or ffmpeg_reason(exc)
         resampler.flush()
         take([])
     except av.FFmpegError as exc:
         raise CorruptMediaError(
-            f"{name!r} could not be converted to 16 kHz audio: {_ffmpeg_reason(exc)}",
+            f"{name!r} could not be converted to 16 kHz audio: {ffmpeg_reason(exc)}",
             path=str(info.path),
         ) from exc
 
@@ -297,7 +365,7 @@ def _decode_stream(
     # stated by a header or counted from packets can reveal missing data.
     trusted = info.duration_source != "estimated"
     shortfall = info.duration - decoded / SAMPLE_RATE
-    if trusted and shortfall > _truncation_tolerance(info.duration):
+    if trusted and shortfall > truncation_tolerance(info.duration):
         raise CorruptMediaError(
             f"{name!r} is truncated or corrupt: {decoded / SAMPLE_RATE:.2f} s of "
             f"{info.duration:.2f} s decoded" + (f" ({first_error})" if first_error else ""),
@@ -316,4 +384,4 @@ def _decode_stream(
     length = decoded
     if trusted and 0 < decoded - expected <= _MAX_TAIL_PADDING_SECONDS * SAMPLE_RATE:
         length = expected
-    return buffer.finish(length)
+    buffer.truncate(length)

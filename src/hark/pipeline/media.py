@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -30,12 +27,11 @@ from av.stream import Stream
 from hark.errors import (
     AudioTooLongError,
     CorruptMediaError,
-    EmptyMediaError,
-    MediaNotFoundError,
     NoAudioStreamError,
     OptionError,
     UnsupportedMediaError,
 )
+from hark.pipeline.media_files import check_riff_length, leading_tag_bytes, open_container
 
 __all__ = [
     "DurationSource",
@@ -56,22 +52,16 @@ estimated: the length equals file size ÷ bit rate. FFmpeg falls back to exactly
 scanned:   the sum of the audio packet durations, read without decoding.
 """
 
-# A shortfall this large between the length a header promises and what
-# decodes means data is missing. The absolute floor absorbs codec priming and
-# padding and the block-granular durations of Matroska; the relative part
-# absorbs imprecise headers of long files.
-_TRUNCATION_MIN_SECONDS = 0.5
-_TRUNCATION_FRACTION = 0.02
-
 # A header duration within this fraction of size ÷ bit rate carries no
 # information beyond the file size, so it may be an estimate.
 _ESTIMATE_MATCH_FRACTION = 0.03
 
+# Below this rate a file holds no intelligible speech (narrowband telephone audio is
+# 8 kHz); resampling such a file to 16 kHz would multiply its samples thousands-fold.
+MIN_SAMPLE_RATE = 4000
+
 # FFmpeg's tty/bintext demuxers accept any text file as "ANSI art" video.
 _TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
-
-# WAV writers that stream use these data sizes as "unknown length".
-_RIFF_UNKNOWN_SIZES = frozenset({0, 0xFFFFFFFF, 0x7FFFFFFF})
 
 _MATROSKA_DURATION = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
 
@@ -104,7 +94,7 @@ def probe(path: str | Path, *, max_seconds: float | None = None) -> MediaInfo:
     """Describe a media file from its headers; raise if it cannot or must not be decoded."""
     _check_limit_option(max_seconds)
     media_path = Path(path)
-    with _open(media_path) as container:
+    with open_container(media_path) as container:
         info, _ = _probe_container(container, media_path, max_seconds)
     return info
 
@@ -130,87 +120,7 @@ def _probe_container(
     return info, consumed
 
 
-# Opening and classifying files
-
-
-@contextmanager
-def _open(path: Path) -> Iterator[InputContainer]:
-    name = path.name or str(path)
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise MediaNotFoundError(
-            f"{name!r}: no such file", path=str(path), reason="not_found"
-        ) from None
-    except OSError as exc:
-        raise UnsupportedMediaError(
-            f"{name!r} cannot be read: {exc.strerror or exc}", path=str(path), reason="unreadable"
-        ) from exc
-    if not path.is_file():
-        raise UnsupportedMediaError(
-            f"{name!r} is not a regular file", path=str(path), reason="not_a_file"
-        )
-    if stat.st_size == 0:
-        raise EmptyMediaError(f"{name!r} is empty (0 bytes)", path=str(path), size_bytes=0)
-
-    try:
-        # An explicit file URL stops a name such as "concat:x.wav" from being
-        # taken as a protocol, and the whitelist stops playlists and similar
-        # formats from opening network or other nested resources.
-        container = av.open(
-            f"file:{path.absolute()}",
-            options={"protocol_whitelist": "file"},
-            metadata_errors="replace",
-        )
-    except av.FFmpegError as exc:
-        reason = _ffmpeg_reason(exc)
-        if isinstance(exc, OSError):
-            raise UnsupportedMediaError(
-                f"{name!r} cannot be read: {reason}", path=str(path), reason="unreadable"
-            ) from exc
-        if _has_media_signature(path):
-            raise CorruptMediaError(
-                f"{name!r} looks like a media file but FFmpeg cannot read it "
-                f"(probably truncated or corrupt): {reason}",
-                path=str(path),
-            ) from exc
-        raise UnsupportedMediaError(
-            f"{name!r} is not an audio or video file FFmpeg can read: {reason}",
-            path=str(path),
-            reason="not_media",
-        ) from exc
-    try:
-        yield container
-    finally:
-        container.close()
-
-
-def _ffmpeg_reason(exc: av.FFmpegError) -> str:
-    text = exc.strerror if isinstance(exc.strerror, str) and exc.strerror else str(exc)
-    return " ".join(text.split())
-
-
-def _has_media_signature(path: Path) -> bool:
-    """True when the first bytes name a container format that FFmpeg reads.
-
-    FFmpeg reports the same error for "not media at all" and for a known
-    container whose index is missing, e.g. an MP4 cut off before its `moov`
-    box. The magic bytes tell the two apart.
-    """
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False
-    if head.startswith((b"fLaC", b"ID3", b"OggS", b"\x1a\x45\xdf\xa3", b"#!AMR", b"caff")):
-        return True
-    if head.startswith((b"MAC ", b"wvpk", b"0&\xb2u\x8ef\xcf\x11")):
-        return True
-    if head[:4] in (b"RIFF", b"RF64") and head[8:12] in (b"WAVE", b"AVI "):
-        return True
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return True
-    return head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+# Classifying files
 
 
 def _describe(container: InputContainer, path: Path) -> MediaInfo:
@@ -245,10 +155,20 @@ def _describe(container: InputContainer, path: Path) -> MediaInfo:
             codecs=codecs,
         )
     stream = decodable[0]
+    rate = stream.codec_context.sample_rate
+    if 0 < rate < MIN_SAMPLE_RATE:
+        raise UnsupportedMediaError(
+            f"{name!r} is sampled at {rate} Hz; speech needs at least {MIN_SAMPLE_RATE} Hz "
+            "(telephone audio has 8000)",
+            path=str(path),
+            reason="sample_rate",
+            sample_rate=rate,
+        )
 
     if container.format.name == "wav":
-        _check_riff_length(path, size)
-    duration, source = _duration(container, stream, size)
+        check_riff_length(path, size)
+    # Leading tags are not audio: FFmpeg's own size-based estimate leaves them out.
+    duration, source = _duration(container, stream, size - leading_tag_bytes(path))
     return MediaInfo(
         path=path,
         format_name=container.format.name,
@@ -358,62 +278,6 @@ def _scan_packet_seconds(container: InputContainer, stream: AudioStream) -> floa
     return max(total, span)
 
 
-def _check_riff_length(path: Path, size: int) -> None:
-    """Reject a WAV whose data chunk is shorter than its header says.
-
-    FFmpeg clamps the declared data size to the bytes present, so a WAV cut in
-    half would otherwise decode cleanly to half its length.
-    """
-    declared = _riff_data_extent(path)
-    if declared is None:
-        return
-    data_offset, data_size, byte_rate = declared
-    missing = data_offset + data_size - size
-    if missing <= 0 or byte_rate <= 0:
-        return
-    declared_seconds = data_size / byte_rate
-    present_seconds = max(0.0, (size - data_offset) / byte_rate)
-    if declared_seconds - present_seconds > _truncation_tolerance(declared_seconds):
-        raise CorruptMediaError(
-            f"{path.name!r} is truncated: its header declares {declared_seconds:.2f} s "
-            f"of audio but the file holds {present_seconds:.2f} s",
-            path=str(path),
-            expected_seconds=declared_seconds,
-            decoded_seconds=present_seconds,
-        )
-
-
-def _riff_data_extent(path: Path) -> tuple[int, int, int] | None:
-    """(offset, declared size, byte rate) of a RIFF/WAVE data chunk, when stated."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            byte_rate = 0
-            for _ in range(64):
-                chunk = fh.read(8)
-                if len(chunk) < 8:
-                    return None
-                chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-                if chunk_id == b"data":
-                    if chunk_size in _RIFF_UNKNOWN_SIZES:
-                        return None
-                    return fh.tell(), chunk_size, byte_rate
-                if chunk_id == b"fmt ":
-                    fmt = fh.read(min(chunk_size, 16))
-                    if len(fmt) >= 12:
-                        byte_rate = struct.unpack("<I", fmt[8:12])[0]
-                    fh.seek(chunk_size - len(fmt), 1)
-                else:
-                    fh.seek(chunk_size, 1)
-                if chunk_size % 2:
-                    fh.seek(1, 1)
-    except OSError:
-        return None
-    return None
-
-
 def _audio_stream(container: InputContainer, info: MediaInfo) -> AudioStream:
     index = info.audio.index
     if index < len(container.streams):
@@ -446,6 +310,3 @@ def _raise_if_too_long(info: MediaInfo, max_seconds: float) -> None:
             max_seconds=max_seconds,
         )
 
-
-def _truncation_tolerance(expected_seconds: float) -> float:
-    return max(_TRUNCATION_MIN_SECONDS, _TRUNCATION_FRACTION * expected_seconds)

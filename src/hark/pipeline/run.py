@@ -4,6 +4,11 @@ speaker identification → transcript.
 The CLI, the job workers and the HTTP API all call `transcribe_file`; they differ
 only in the hooks they pass to watch progress, receive segments, or cancel, and in
 the voice profiles they offer for identification.
+
+A file is decoded to a disk-backed `SampleStore` rather than into memory; every later
+stage reads the spans it works on, so memory does not grow with the recording's
+length. The store is removed when the run ends, whether it completes, fails or is
+canceled.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from hark.config import Settings
 from hark.errors import CanceledError
-from hark.pipeline.audio import SAMPLE_RATE, decode, load_audio, probe
+from hark.pipeline.audio import SAMPLE_RATE, decode_to_store, probe
 from hark.pipeline.diarization.assign import assign_speakers, speaker_list
 from hark.pipeline.diarization.base import Diarization, DiarizationOptions
 from hark.pipeline.diarization.identify import VoiceProfile, match_speakers
@@ -26,6 +32,7 @@ from hark.pipeline.engines.base import Engine, Recognition
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.phrases import split_segment
+from hark.pipeline.samples import SampleSource
 from hark.pipeline.transcript import Segment, Speaker, Transcript, join_segments
 from hark.pipeline.vad import Chunk, VadOptions, detect_speech, plan_speech
 
@@ -51,6 +58,12 @@ class Hooks:
             value = _STAGE_START.get(stage, 1.0) if fraction is None else fraction
             self.on_progress(stage, min(1.0, max(0.0, value)))
 
+    def within(self, stage: str, end: str) -> Callable[[float], None]:
+        """A callback taking how far `stage` has got (0..1) to overall progress between
+        the start of `stage` and the start of `end`; it also checks for a cancel."""
+        start, stop = _STAGE_START[stage], _STAGE_START[end]
+        return lambda done: self.progress(stage, start + (stop - start) * min(done, 1.0))
+
 
 def transcribe_file(
     path: str | Path, options: TranscribeOptions, settings: Settings,
@@ -64,16 +77,18 @@ def transcribe_file(
         engine.check(options)
         hooks.progress("decoding")
         started = time.perf_counter()
-        audio = decode(path, info=info, max_seconds=settings.max_audio_seconds)
-        timings = {"decode": time.perf_counter() - started}
-        return _run(engine, audio, options, settings, hooks, timings, profiles)
+        with decode_to_store(path, info, max_seconds=settings.max_audio_seconds,
+                             progress=hooks.within("decoding", "detecting speech")) as audio:
+            timings = {"decode": time.perf_counter() - started}
+            return _run(engine, audio, options, settings, hooks, timings, profiles)
 
 
 def transcribe_audio(
-    audio: np.ndarray, options: TranscribeOptions, settings: Settings,
+    audio: SampleSource, options: TranscribeOptions, settings: Settings,
     hooks: Hooks | None = None, profiles: Sequence[VoiceProfile] = (),
 ) -> Transcript:
-    """The same pipeline on samples already decoded to 16 kHz mono float32."""
+    """The same pipeline on samples already decoded to 16 kHz mono float32 (an array,
+    or a `SampleStore`)."""
     with borrow_engine(resolve_model(options.model, settings, options.language),
                        settings) as engine:
         engine.check(options)
@@ -85,21 +100,29 @@ def diarize_file(
     vad: VadOptions | None = None,
 ) -> Diarization:
     """Who spoke when, without transcribing."""
-    _, audio = load_audio(path, max_seconds=settings.max_audio_seconds)
-    regions = detect_speech(audio, vad or VadOptions(), _DIARIZATION_REGION_SECONDS)
-    with borrow_diarizer(settings) as diarizer:
-        return diarizer.diarize(audio, regions, options)
+    info = probe(path, max_seconds=settings.max_audio_seconds)
+    with decode_to_store(path, info, max_seconds=settings.max_audio_seconds) as audio:
+        regions = detect_speech(audio, vad or VadOptions(), _DIARIZATION_REGION_SECONDS)
+        with borrow_diarizer(settings) as diarizer:
+            return diarizer.diarize(_as_diarizer_input(audio), regions, options)
+
+
+def _as_diarizer_input(audio: SampleSource) -> np.ndarray:
+    # Diarizers read the recording only by slicing spans, which a SampleStore answers
+    # as an array does; their protocol is typed for arrays.
+    return cast(np.ndarray, audio)
 
 
 def _run(
-    engine: Engine, audio: np.ndarray, options: TranscribeOptions, settings: Settings,
+    engine: Engine, audio: SampleSource, options: TranscribeOptions, settings: Settings,
     hooks: Hooks, timings: dict[str, float], profiles: Sequence[VoiceProfile],
 ) -> Transcript:
     duration = audio.shape[0] / SAMPLE_RATE
     hooks.progress("detecting speech")
     started = time.perf_counter()
     plan = plan_speech(audio, options.vad, engine.chunk_seconds, engine.pack_chunks,
-                       need_regions=options.diarize)
+                       need_regions=options.diarize,
+                       progress=hooks.within("detecting speech", "transcribing"))
     regions, chunks = plan.regions, plan.chunks
     timings["vad"] = time.perf_counter() - started
 
@@ -134,7 +157,7 @@ def _run(
 
 
 def _recognize(
-    engine: Engine, audio: np.ndarray, chunks: list[Chunk], options: TranscribeOptions,
+    engine: Engine, audio: SampleSource, chunks: list[Chunk], options: TranscribeOptions,
     hooks: Hooks, end: float,
 ) -> tuple[list[Segment], Recognition]:
     segments: list[Segment] = []
@@ -160,14 +183,14 @@ def _recognize(
 
 
 def _diarize(
-    audio: np.ndarray, regions: list[Chunk], segments: list[Segment],
+    audio: SampleSource, regions: list[Chunk], segments: list[Segment],
     options: TranscribeOptions, settings: Settings, language: str | None,
     profiles: Sequence[VoiceProfile],
 ) -> tuple[list[Segment], list[Speaker]]:
     if not regions:
         return segments, []
     with borrow_diarizer(settings) as diarizer:
-        diarization = diarizer.diarize(audio, regions, options.speakers)
+        diarization = diarizer.diarize(_as_diarizer_input(audio), regions, options.speakers)
     segments = assign_speakers(segments, diarization)
     speakers = speaker_list(diarization)
     if options.identify_speakers and profiles:

@@ -1,6 +1,8 @@
 """Voice-activity detection: where the speech is, cut into chunks engines can take.
 
-Silero (the ONNX model inside faster-whisper's wheel) finds speech regions. Engines
+Silero (the ONNX model inside faster-whisper's wheel) finds speech regions, reading
+the recording a block at a time (see `hark.pipeline.silero`), so any `SampleSource`
+will do: an array or a disk-backed store. Engines
 that want long inputs (Whisper's 30 s window) get chunks made of consecutive regions
 with the silence between them left out, as faster-whisper does with its own VAD: a
 window then holds up to 30 s of speech, recordings with pauses need fewer windows, and
@@ -11,12 +13,14 @@ speech back to times in the recording.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from hark.pipeline.audio import SAMPLE_RATE
+from hark.pipeline.samples import SampleSource
+from hark.pipeline.silero import SileroSettings, speech_regions
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Chunk(Region):
     def speech_samples(self) -> int:
         return sum(p.samples for p in self.parts)
 
-    def speech(self, audio: np.ndarray) -> np.ndarray:
+    def speech(self, audio: SampleSource) -> np.ndarray:
         """The chunk's samples: its parts, back to back."""
         if len(self.parts) == 1:
             return np.asarray(audio[self.start:self.end], dtype=np.float32)
@@ -81,22 +85,22 @@ class Chunk(Region):
             np.float32, copy=False)
 
 
-def detect_speech(audio: np.ndarray, options: VadOptions, max_region_seconds: float) -> list[Chunk]:
-    """Speech regions found by Silero, none longer than `max_region_seconds`."""
-    from faster_whisper.vad import VadOptions as SileroOptions
-    from faster_whisper.vad import get_speech_timestamps
-
-    if audio.size == 0:
-        return []
-    silero = SileroOptions(
+def detect_speech(
+    audio: SampleSource, options: VadOptions, max_region_seconds: float,
+    progress: Callable[[float], None] | None = None,
+) -> list[Chunk]:
+    """Speech regions found by Silero, none longer than `max_region_seconds`; the same
+    regions faster-whisper's `get_speech_timestamps` finds. `progress` gets the
+    fraction of the recording read so far."""
+    silero = SileroSettings(
         threshold=options.threshold,
-        min_speech_duration_ms=options.min_speech_ms,
-        min_silence_duration_ms=options.min_silence_ms,
+        min_speech_ms=options.min_speech_ms,
+        min_silence_ms=options.min_silence_ms,
         speech_pad_ms=options.speech_pad_ms,
-        max_speech_duration_s=max_region_seconds,
+        max_speech_seconds=max_region_seconds,
     )
-    regions = get_speech_timestamps(audio, silero, sampling_rate=SAMPLE_RATE)
-    return [Chunk(int(r["start"]), int(r["end"])) for r in regions]
+    return [Chunk(start, end)
+            for start, end in speech_regions(audio, silero, progress=progress)]
 
 
 def pack_regions(regions: Sequence[Region], max_chunk_seconds: float) -> list[Chunk]:
@@ -131,8 +135,9 @@ class SpeechPlan:
 
 
 def plan_speech(
-    audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float,
+    audio: SampleSource, options: VadOptions | None, engine_chunk_seconds: float,
     pack: bool = True, need_regions: bool = False,
+    progress: Callable[[float], None] | None = None,
 ) -> SpeechPlan:
     """VAD speech, or the whole audio in windows when `options` is None.
 
@@ -145,14 +150,14 @@ def plan_speech(
         max_seconds = min(options.max_chunk_seconds, engine_chunk_seconds)
     regions: list[Chunk] = []
     if options is not None or need_regions:
-        regions = detect_speech(audio, options or VadOptions(), max_seconds)
+        regions = detect_speech(audio, options or VadOptions(), max_seconds, progress)
     if options is None:
         return SpeechPlan(regions, fixed_windows(audio.shape[0], max_seconds))
     return SpeechPlan(regions, pack_regions(regions, max_seconds) if pack else regions)
 
 
 def speech_chunks(
-    audio: np.ndarray, options: VadOptions | None, engine_chunk_seconds: float,
+    audio: SampleSource, options: VadOptions | None, engine_chunk_seconds: float,
     pack: bool = True,
 ) -> list[Chunk]:
     return plan_speech(audio, options, engine_chunk_seconds, pack).chunks
@@ -176,6 +181,20 @@ class SpeechMap:
                 position += part.samples
                 self._part_ends.append(position)
         self.samples = position
+
+    def read(self, audio: SampleSource, start: int, end: int) -> np.ndarray:
+        """Samples [start, end) of the speech timeline, read part by part from `audio`."""
+        pieces: list[np.ndarray] = []
+        index = bisect.bisect_right(self._part_ends, start)
+        while index < len(self._part_ends) and start < end:
+            stop = min(end, self._part_ends[index])
+            shift = self._shift[index]
+            pieces.append(np.asarray(audio[start + shift:stop + shift], dtype=np.float32))
+            start = stop
+            index += 1
+        if len(pieces) == 1:
+            return pieces[0]
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
 
     def part_of(self, seconds: float) -> int:
         sample = int(seconds * SAMPLE_RATE)

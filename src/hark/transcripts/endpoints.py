@@ -4,31 +4,53 @@ tenant's job answers 404 like an unknown one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from hark.api.auth import CurrentPrincipal, presented_key, resolve_principal
-from hark.api.state import Principal, ServiceState, get_state
-from hark.errors import JobStateError
+from hark.api.state import ServiceState, get_state
+from hark.errors import AuthenticationError, JobPurgedError
 from hark.jobs import service as jobs
 from hark.speakers.schemas import SpeakerOut
 from hark.transcripts import search as index
 from hark.transcripts import service
 from hark.transcripts.enroll import enroll_speaker
 from hark.transcripts.media import media_response
+from hark.transcripts.media_links import MediaGrant, check_grant, media_links
 from hark.transcripts.schemas import EnrollRequest, RestoreRequest, TranscriptEdit
 
 router = APIRouter(prefix="/api/v1", tags=["transcripts"])
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-async def media_principal(request: Request) -> Principal:
-    """Browsers cannot send headers with `<audio src>`: `?api_key=` also works here."""
-    return await resolve_principal(request, presented_key(request)
-                                   or request.query_params.get("api_key"))
+@dataclass(frozen=True)
+class MediaAccess:
+    """Who reads a recording: a caller with a key in a header, or a signed link."""
+
+    tenant_id: str
+    link: MediaGrant | None
+
+
+async def media_access(
+    request: Request, job_id: str,
+    token: Annotated[str | None, Query(max_length=1024,
+                                       description="a signed link's token")] = None,
+) -> MediaAccess:
+    if "api_key" in request.query_params:
+        raise AuthenticationError(
+            "API keys are not accepted in URLs: send the key in a header, or ask "
+            f"GET /api/v1/jobs/{job_id}/media/link for a signed link", field="api_key")
+    if token is not None:
+        grant = media_links(request.app.state.hark.settings).verify(token, job_id)
+        return MediaAccess(tenant_id=grant.tenant_id, link=grant)
+    principal = await resolve_principal(request, presented_key(request))
+    return MediaAccess(tenant_id=principal.tenant_id, link=None)
 
 
 def _answer(current: service.Current, changed: bool | None = None) -> JSONResponse:
@@ -92,15 +114,38 @@ async def enroll_from_job(job_id: str, speaker_id: str, body: EnrollRequest,
 
 
 @router.get("/jobs/{job_id}/media", response_class=Response,
-            summary="The job's recording, with byte ranges (206) for seeking players")
+            summary="The job's recording, with byte ranges (206) for seeking players; "
+                    "a key in a header, or a signed link's token")
 def get_media(job_id: str, request: Request, state: State,
-              principal: Annotated[Principal, Depends(media_principal)]) -> Response:
+              access: Annotated[MediaAccess, Depends(media_access)]) -> Response:
     with state.db.session() as session:
-        job = jobs.get_job(session, principal.tenant_id, job_id)
+        if access.link is not None:
+            check_grant(session, access.link, anonymous=state.anonymous)
+        job = jobs.get_job(session, access.tenant_id, job_id)
         key, filename = job.media_key, job.filename
     if key is None:
-        raise JobStateError("the job's recording was purged", status="purged")
+        raise JobPurgedError("the job's recording was deleted (purged)", status="purged")
     return media_response(request, state.storage, key, filename)
+
+
+@router.get("/jobs/{job_id}/media/link",
+            summary="A signed, expiring link to the recording, for players that cannot "
+                    "send a key (`<audio src>`)")
+def get_media_link(job_id: str, request: Request, principal: CurrentPrincipal,
+                   state: State) -> Response:
+    with state.db.session() as session:
+        job = jobs.get_job(session, principal.tenant_id, job_id)
+        purged = job.media_key is None
+    if purged:
+        raise JobPurgedError("the job's recording was deleted (purged)", status="purged")
+    links = media_links(state.settings)
+    token = links.sign(MediaGrant(job_id=job_id, tenant_id=principal.tenant_id,
+                                  api_key_id=principal.api_key_id))
+    base = state.settings.public_url or str(request.base_url)
+    url = base.rstrip("/") + f"/api/v1/jobs/{quote(job_id, safe='')}/media?token={token}"
+    expires_at = datetime.now(UTC) + timedelta(seconds=links.max_age)
+    return JSONResponse({"url": url, "expires_at": expires_at.isoformat().replace(
+        "+00:00", "Z")})
 
 
 @router.get("/search", summary="Full-text search across the tenant's transcripts")

@@ -6,9 +6,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.samples import SampleSource
 from hark.pipeline.transcript import Segment
 from hark.pipeline.vad import Chunk
 
@@ -49,7 +48,7 @@ class Engine(Protocol):
         ...
 
     def recognize(
-        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+        self, audio: SampleSource, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition: ...
 
     def close(self) -> None:

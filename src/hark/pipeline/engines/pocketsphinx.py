@@ -20,6 +20,7 @@ from hark.errors import HarkError, UnsupportedLanguageError
 from hark.pipeline.engines import sphinx_worker
 from hark.pipeline.engines.base import Recognition
 from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.samples import SampleSource
 from hark.pipeline.transcript import Segment, Word, join_words
 from hark.pipeline.vad import Chunk
 
@@ -96,13 +97,13 @@ class PocketsphinxEngine:
         return pool
 
     def recognize(
-        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+        self, audio: SampleSource, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition:
         warnings = [] if options.language == "en" else [ENGLISH_ONLY_WARNING]
         return Recognition(language="en", language_probability=None,
                            segments=self._segments(audio, chunks), warnings=warnings)
 
-    def _segments(self, audio: np.ndarray, chunks: Sequence[Chunk]) -> Iterator[Segment]:
+    def _segments(self, audio: SampleSource, chunks: Sequence[Chunk]) -> Iterator[Segment]:
         pool = self._pool or self._start_pool()
         # A bounded window of chunks in flight keeps every process busy while holding
         # only a few chunks' PCM copies, however long the recording.

@@ -3,9 +3,10 @@
 With VAD, the speech chunks go to faster-whisper as its `clip_timestamps`. The batched
 decoder is driven a few chunks at a time (see `batch_groups`), so segments, progress
 and cancellation arrive as the recording is worked through, and only one group's
-features are ever in memory. With VAD off, faster-whisper decodes the whole recording
-sequentially with its own sliding 30 s window, exactly as it would on its own; there
-is no hard cut that could split a word.
+audio and features are ever in memory. Sequential decoding (batch size 0) and VAD off
+use faster-whisper's own sliding 30 s window, exactly as it would on its own, over
+the speech laid end to end or the whole recording; past five minutes it is given a
+bounded stretch at a time (see `whisper_sequential`).
 
 Words are always timed, even when the caller does not want them: later stages cut
 segments into phrases and give words to speakers by their times. The run drops them
@@ -15,7 +16,7 @@ at the end when they were not asked for.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,17 @@ import numpy as np
 from hark.errors import UnsupportedLanguageError
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.engines.base import Recognition
+from hark.pipeline.engines.whisper_segments import convert_segments
+from hark.pipeline.engines.whisper_sequential import decode_sequential
 from hark.pipeline.options import TranscribeOptions
-from hark.pipeline.transcript import Segment, Word
+from hark.pipeline.samples import SampleSource
+from hark.pipeline.transcript import Segment
 from hark.pipeline.vad import Chunk, SpeechMap
 
 WHISPER_WINDOW_SECONDS = 30.0
 # At least this many groups of chunks per recording (when it has that many chunks),
 # so progress moves in steps no larger than an eighth of the work.
 MIN_GROUPS = 8
-
-# A segment Whisper itself judges to be no speech, and whose words it was unsure of,
-# is text made up over noise or music ("Thank you for watching"), not a transcript.
-_NO_SPEECH_PROB = 0.5
-_INVENTED_WORD_PROB = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class WhisperEngine:
             else options.batch_size
 
     def recognize(
-        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+        self, audio: SampleSource, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition:
         recognition = self._recognize(audio, chunks, options)
         if not self.multilingual and options.language is None:
@@ -143,20 +142,17 @@ class WhisperEngine:
         return recognition
 
     def _recognize(
-        self, audio: np.ndarray, chunks: Sequence[Chunk], options: TranscribeOptions
+        self, audio: SampleSource, chunks: Sequence[Chunk], options: TranscribeOptions
     ) -> Recognition:
         kwargs = self.decode_kwargs(options)
-        if options.vad is None:
-            segments, info = self.model.transcribe(audio, vad_filter=False, **kwargs)
-            return Recognition(info.language, info.language_probability,
-                               convert_segments(segments))
-        if self.batch_size(options) == 0:
-            # All speech end to end, decoded with faster-whisper's sliding window: what
-            # its own `vad_filter=True` does.
-            speech = np.concatenate([c.speech(audio) for c in chunks])
-            segments, info = self.model.transcribe(speech, vad_filter=False, **kwargs)
-            return Recognition(info.language, info.language_probability,
-                               convert_segments(segments, SpeechMap(chunks)))
+        if options.vad is None or self.batch_size(options) == 0:
+            # With VAD, all speech end to end, decoded with faster-whisper's sliding
+            # window: what its own `vad_filter=True` does. Without, the whole recording.
+            vad = options.vad is not None
+            timeline = SpeechMap(chunks if vad else [Chunk(0, int(audio.shape[0]))])
+            info, segments = decode_sequential(self.model, audio, timeline, kwargs,
+                                               to_recording=vad)
+            return Recognition(info.language, info.language_probability, segments)
         groups = batch_groups(chunks, self.batch_size(options))
         first, info = self._group(audio, groups[0], kwargs)
         # The language found in the first group holds for the rest, as it would if
@@ -165,7 +161,7 @@ class WhisperEngine:
         return Recognition(info.language, info.language_probability,
                            self._groups(audio, first, groups[1:], rest))
 
-    def _group(self, audio: np.ndarray, group: list[Chunk],
+    def _group(self, audio: SampleSource, group: list[Chunk],
                kwargs: dict[str, Any]) -> tuple[Iterator[Segment], Any]:
         """Decode one group of chunks as one batch; segments in recording times."""
         pieces = [c.speech(audio) for c in group]
@@ -178,7 +174,7 @@ class WhisperEngine:
             np.concatenate(pieces), clip_timestamps=clips, batch_size=len(group), **kwargs)
         return convert_segments(segments, SpeechMap(group)), info
 
-    def _groups(self, audio: np.ndarray, first: Iterator[Segment], groups: list[list[Chunk]],
+    def _groups(self, audio: SampleSource, first: Iterator[Segment], groups: list[list[Chunk]],
                 kwargs: dict[str, Any]) -> Iterator[Segment]:
         yield from first
         for group in groups:
@@ -189,51 +185,3 @@ class WhisperEngine:
         # CTranslate2 frees the weights when the last reference goes.
         del self.batched
         del self.model
-
-
-def convert_segments(segments: Iterable[Any],
-                     speech: SpeechMap | None = None) -> Iterator[Segment]:
-    """faster-whisper's segments in Hark's shape; with `speech`, their times are on
-    chunks' speech and are taken back to the recording's times (each word by the part
-    its middle falls in, so a word never straddles a left-out silence)."""
-    for seg in segments:
-        words = [
-            Word(word=w.word.strip(), start=w.start, end=w.end, probability=w.probability,
-                 leading_space=w.word[:1].isspace())
-            for w in (seg.words or []) if w.word.strip()
-        ]
-        if invented(seg.no_speech_prob, words):
-            continue
-        start, end = seg.start, seg.end
-        if speech is not None:
-            for word in words:
-                part = speech.part_of((word.start + word.end) / 2)
-                word.start = speech.to_recording(word.start, part)
-                word.end = speech.to_recording(word.end, part)
-            if words:
-                start, end = words[0].start, words[-1].end
-            else:
-                start = speech.to_recording(start)
-                end = max(start, speech.to_recording(end, speech.part_of(end - 1e-3)))
-        confidence = (
-            float(np.mean([w.probability for w in words]))
-            if words else float(np.exp(seg.avg_logprob))
-        )
-        yield Segment(
-            id=0,
-            start=start,
-            end=end,
-            text=seg.text.strip(),
-            confidence=confidence,
-            avg_logprob=seg.avg_logprob,
-            no_speech_prob=seg.no_speech_prob,
-            words=words,
-        )
-
-
-def invented(no_speech_prob: float, words: Sequence[Word]) -> bool:
-    """Whether a segment is text Whisper made up where nobody spoke."""
-    if not words:
-        return False
-    mean = float(np.mean([w.probability for w in words if w.probability is not None] or [1]))
-    return no_speech_prob > _NO_SPEECH_PROB and mean < _INVENTED_WORD_PROB

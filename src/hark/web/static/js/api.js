@@ -108,13 +108,14 @@ export function jobPath(id, rest = "") {
   return `/api/v1/jobs/${encodeURIComponent(id)}${rest}`;
 }
 
-// The recording for <audio>/<video>: the element cannot send headers, so the key
-// rides in the URL (this endpoint accepts ?api_key=, and answers byte ranges).
-export function mediaUrl(id) {
-  const url = new URL(jobPath(id, "/media"), location.href);
-  const key = getKey();
-  if (key) url.searchParams.set("api_key", key);
-  return url.toString();
+// The recording for <audio>/<video>: the element cannot send the key in a header, and
+// a key never goes into a URL, so the page asks (with the key) for a signed link that
+// opens this one recording for a while. The answer's URL is absolute; the page plays it
+// from its own origin, which is the only one its content policy allows media from.
+export async function mediaLink(id) {
+  const { url } = await getJson(jobPath(id, "/media/link"));
+  const link = new URL(url, location.href);
+  return link.pathname + link.search;
 }
 
 // A WebSocket of the API that comes back after a drop: reconnects after growing,

@@ -1,7 +1,7 @@
 // The transcript reader: text by speaker, a player synced to the words, corrections,
 // speaker names, export.
 
-import { ApiError, download, getJson, jobPath, mediaUrl } from "./api.js";
+import { ApiError, download, getJson, jobPath, mediaLink } from "./api.js";
 import { announce, el, formatTime, showError, speakerColour } from "./util.js";
 import { SpeakerPanel } from "./speakers.js";
 
@@ -73,18 +73,49 @@ export class Reader {
     const tag = VIDEO.test(filename) ? "video" : "audio";
     this.player = el(tag, { controls: true, preload: "metadata", id: "player",
       "aria-label": `Recording: ${filename}` });
-    this.player.src = mediaUrl(this.jobId);
+    this.relinked = false;
     this.player.addEventListener("play", () => this.startSync());
     this.player.addEventListener("pause", () => this.stopSync());
     this.player.addEventListener("seeked", () => this.highlight(this.player.currentTime, true));
     this.player.addEventListener("timeupdate", () => {
       if (this.player.paused) this.highlight(this.player.currentTime);
     });
+    this.player.addEventListener("loadedmetadata", () => { this.relinked = false; });
     this.player.addEventListener("error", () => {
+      // Links expire: the first failure gets a fresh link, resumed where it was.
+      if (!this.relinked) {
+        this.relinked = true;
+        this.loadMedia(this.player.currentTime, !this.player.paused);
+        return;
+      }
       showError("The recording cannot be played here (it may have been deleted, or this "
         + "browser cannot decode its format). The transcript is still readable.");
     });
     this.playerBox.replaceChildren(this.player);
+    this.loadMedia();
+  }
+
+  // Point the player at a fresh signed link to the recording (see mediaLink).
+  async loadMedia(resumeAt = 0, resumePlaying = false) {
+    const player = this.player;
+    let link;
+    try {
+      link = await mediaLink(this.jobId);
+    } catch (error) {
+      if (this.player === player) {
+        showError(`The recording cannot be played: ${error.describe ? error.describe()
+          : error.message}. The transcript is still readable.`);
+      }
+      return;
+    }
+    if (this.player !== player) return; // closed, or another transcript opened meanwhile
+    if (resumeAt > 0 || resumePlaying) {
+      player.addEventListener("loadedmetadata", () => {
+        player.currentTime = resumeAt;
+        if (resumePlaying) player.play().catch(() => {});
+      }, { once: true });
+    }
+    player.src = link;
   }
 
   // --- rendering ------------------------------------------------------------------------
