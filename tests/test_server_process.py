@@ -338,6 +338,27 @@ def test_worker_crash_is_retried_and_sigterm_hands_the_job_back(
         assert the_result_object(data, job_id) == result
 
 
+@pytest.mark.timeout(150)
+def test_a_crashed_decoder_process_is_retried_like_a_crashed_worker(
+    tmp_path: Path, recordings: dict[str, Path],
+) -> None:
+    env = {**ANONYMOUS, "HARK_DEFAULT_MODEL": "pocketsphinx"}
+    with HarkServer(tmp_path / "data", tmp_path / "logs", env=env, workers=1) as server:
+        server.start()
+        with server.client() as client:
+            job_id = submit(client, recordings["long"])["id"]
+            wait_transcribing(client, job_id)
+            (worker,) = server.worker_pids()
+            decoders = psutil.Process(worker).children(recursive=True)
+            assert decoders, "pocketsphinx decodes in child processes"
+            os.kill(decoders[0].pid, signal.SIGKILL)
+            # The job runs again on the same worker (its engine restarted), and completes.
+            job = wait_finished(client, job_id, 120)
+            assert job["status"] == "completed", job
+            assert job["attempts"] == 2
+            assert server.worker_pids() == [worker]
+
+
 @pytest.mark.timeout(120)
 def test_cancel_stops_a_running_job_and_the_worker_moves_on(
     tmp_path: Path, recordings: dict[str, Path],

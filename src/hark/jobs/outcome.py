@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 from tenacity import (
@@ -21,10 +22,13 @@ from hark.errors import DatabaseError, HarkError, StorageError
 from hark.jobs import events, service
 from hark.jobs.context import WorkerContext
 from hark.jobs.keys import result_key
+from hark.jobs.models import FAILED
 from hark.jobs.service import Claim
 from hark.pipeline.transcript import Transcript
 
 log = logging.getLogger("hark.worker")
+
+T = TypeVar("T")
 
 
 def completed(ctx: WorkerContext, claim: Claim, transcript: Transcript,
@@ -77,7 +81,21 @@ def handed_back(ctx: WorkerContext, claim: Claim) -> None:
         ctx.channel.publish(claim.job_id, events.status(claim.job_id, "queued", None, 0.0))
 
 
-def final_write(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
+def crashed(ctx: WorkerContext, claim: Claim, reason: str) -> None:
+    """Part of the worker died under the job (a decoder process): it is retried like a
+    job whose whole worker died, and fails with WORKER_LOST past the attempt limit."""
+    job = final_write(ctx, lambda session: service.recover_claim(
+        session, claim, ctx.settings.job_max_attempts, reason))
+    if job is None:
+        return
+    if job.status == FAILED:
+        ctx.channel.publish(claim.job_id, events.failed(claim.job_id, job.error))
+        ctx.channel.job_finished(job.model, FAILED, 0.0, {})
+    else:
+        ctx.channel.publish(claim.job_id, events.status(claim.job_id, job.status, None, 0.0))
+
+
+def final_write(ctx: WorkerContext, write: Callable[[Session], T]) -> T:
     """Record a job's outcome, trying again while the database is away.
 
     An hour of transcription should not be lost to a database restart: the write is

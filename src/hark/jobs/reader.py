@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 from anyio.to_thread import run_sync
-from sqlalchemy import Engine, Row, bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.pool import PoolProxiedConnection
 
 from hark.db import Database
 from hark.db.engine import translate_errors
 from hark.errors import DatabaseError, JobNotFoundError
 from hark.jobs.models import Job
-from hark.jobs.schemas import JobOut, JobRecord
+from hark.jobs.schemas import JobOut
 
 # Built once: status polls are the hottest read, and building the statement per call
 # costs about as much as running it.
@@ -47,19 +46,20 @@ class JobReader:
 
     async def read(self, tenant_id: str, job_id: str) -> JobOut:
         """The job as the API shows it; another tenant's job is as good as absent."""
-        row: JobRecord | None
         if self._rows is not None:
-            row = self._rows.read(job_id)
+            values = self._rows.read(job_id)
         else:
-            row = await run_sync(self._read_row, job_id)
-        if row is None or getattr(row, "tenant_id", None) != tenant_id:
+            values = await run_sync(self._read_row, job_id)
+        if values is None or values.get("tenant_id") != tenant_id:
             raise JobNotFoundError(f"no job with id {job_id}", job_id=job_id)
-        return JobOut.of(row)
+        # A transient Job (never added to a session): the ORM's type, not a look-alike.
+        return JobOut.of(Job(**values))
 
-    def _read_row(self, job_id: str) -> Row[Any] | None:
+    def _read_row(self, job_id: str) -> dict[str, Any] | None:
         # translate_errors: an unreachable database is a 503 DATABASE_ERROR, as in sessions.
         with translate_errors(self._db.url), self._db.engine.connect() as connection:
-            return connection.execute(_READ_JOB, {"job_id": job_id}).first()
+            row = connection.execute(_READ_JOB, {"job_id": job_id}).first()
+        return dict(row._mapping) if row is not None else None
 
     def close(self) -> None:
         if self._rows is not None:
@@ -82,8 +82,8 @@ class JobRowReader:
                      f"FROM {quote(table.name)} WHERE {quote('id')} = ?")
         self._connection: PoolProxiedConnection | None = None
 
-    def read(self, job_id: str) -> SimpleNamespace | None:
-        """The job's columns as attributes, or None if there is no such job."""
+    def read(self, job_id: str) -> dict[str, Any] | None:
+        """The job's columns by name, or None if there is no such job."""
         try:
             if self._connection is None:
                 self._connection = self._engine.raw_connection()
@@ -98,9 +98,8 @@ class JobRowReader:
             raise DatabaseError(f"cannot read job {job_id}: {exc}") from exc
         if row is None:
             return None
-        return SimpleNamespace(**{
-            name: value if process is None else process(value)
-            for name, process, value in zip(self._names, self._processors, row, strict=True)})
+        return {name: value if process is None else process(value)
+                for name, process, value in zip(self._names, self._processors, row, strict=True)}
 
     def close(self, *, invalidate: bool = False) -> None:
         connection, self._connection = self._connection, None

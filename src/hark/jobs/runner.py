@@ -23,6 +23,7 @@ from hark.errors import (
     MediaError,
     OptionError,
     StorageError,
+    WorkerLostError,
 )
 from hark.events.base import Event
 from hark.filenames import about_file
@@ -137,6 +138,14 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
         watch.stop()
         outcome.handed_back(ctx, claim)
         raise
+    except WorkerLostError:
+        watch.stop()
+        # A decoder process died (killed, out of memory): the engine is dropped so the
+        # next job starts a fresh pool, and this one runs again.
+        log.warning("job %s: a decoder process died; the job will run again", claim.job_id)
+        engine_cache(ctx.settings).clear()
+        outcome.crashed(ctx, claim, "a decoder process died")
+        return
     except HarkError as exc:
         watch.stop()
         outcome.failed(ctx, claim, job.model, exc, job.has_webhook)

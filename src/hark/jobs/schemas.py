@@ -7,7 +7,7 @@ option objects from it: the same checks the CLI gets, each failure naming its fi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,9 @@ from hark.pipeline.languages import language_code
 from hark.pipeline.model_store import WHISPER_REPOS, installed_models
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
+
+if TYPE_CHECKING:
+    from hark.jobs.models import Job
 
 API_PREFIX = "/api/v1/jobs"
 MAX_PROMPT_CHARS = 2000
@@ -184,34 +187,6 @@ class JobWebhook(BaseModel):
     error: str | None
 
 
-class JobRecord(Protocol):
-    """What a job's API shape is made from: the ORM object or a row of the jobs table."""
-
-    id: str
-    status: str
-    progress: float
-    stage: str | None
-    filename: str
-    duration: float | None
-    options: dict[str, Any]
-    model: str
-    language: str | None
-    warnings: list[str] | None
-    queue: str
-    priority: int
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: dict[str, Any] | None
-    timings: dict[str, float] | None
-    purged: bool
-    webhook_url: str | None
-    webhook_status: str | None
-    webhook_attempts: int
-    webhook_error: str | None
-
-
 class JobOut(BaseModel):
     """A job as every API answer and event shows it (the product's job shape)."""
 
@@ -238,7 +213,7 @@ class JobOut(BaseModel):
     links: JobLinks
 
     @classmethod
-    def of(cls, job: JobRecord) -> JobOut:
+    def of(cls, job: Job) -> JobOut:
         base = f"{API_PREFIX}/{job.id}"
         webhook = None if not job.webhook_url else JobWebhook(
             url=job.webhook_url, status=job.webhook_status,

@@ -238,6 +238,18 @@ def recover(session: Session, job: Job, max_attempts: int, reason: str) -> str:
     return job.status
 
 
+def recover_claim(session: Session, claim: Claim, max_attempts: int, reason: str) -> Job | None:
+    """This attempt's process crashed under it (a decoder process died): the job goes
+    back to the queue as for a lost worker, or fails past the attempt limit. None when
+    the attempt no longer holds the job."""
+    job = JobRepository(session).get_any(claim.job_id, lock=True)
+    if job is None or job.status != RUNNING or job.worker_id != claim.worker_id or \
+            job.attempts != claim.attempt:
+        return None
+    recover(session, job, max_attempts, reason)
+    return job
+
+
 def recover_expired(session: Session, max_attempts: int) -> list[Job]:
     """Recover every running job whose lease ran out; returns them."""
     jobs = JobRepository(session).expired_leases(utcnow())

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hark.errors import HarkError, UnsupportedLanguageError
+from hark.errors import UnsupportedLanguageError, WorkerLostError
 from hark.pipeline.engines import sphinx_worker
 from hark.pipeline.engines.base import Recognition
 from hark.pipeline.options import TranscribeOptions
@@ -125,7 +125,7 @@ class PocketsphinxEngine:
                     raw = future.result()
                 except BrokenProcessPool as exc:
                     self._pool = None
-                    raise HarkError("a pocketsphinx decoder process died") from exc
+                    raise WorkerLostError("a pocketsphinx decoder process died") from exc
                 segment = chunk_segment(raw, chunk.start_s)
                 if segment is not None:
                     yield segment
