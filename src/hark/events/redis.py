@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hark import metrics
 from hark.errors import MissingDependencyError
 from hark.events.base import Event, Subscription
 from hark.events.memory import InProcessBus
@@ -50,7 +51,6 @@ except ImportError as exc:  # embedded mode does not need it
 log = logging.getLogger("hark.events")
 
 DEFAULT_CHANNEL_PREFIX = "hark:events:"
-DEFAULT_METRICS_CHANNEL = "hark:metrics"
 BACKOFF_INITIAL_SECONDS = 0.1
 BACKOFF_MAX_SECONDS = 2.0
 # Bounds on each connect and each command; a publish is tiny, so 1 s is generous.
@@ -336,18 +336,12 @@ class RedisBus:
 
 class RedisWorkerChannel:
     """The `WorkerChannel` of scaled-mode workers: events go to the job's Redis channel,
-    where every API process's `RedisBus` hears them.
+    where every API process's `RedisBus` hears them; metrics are counted in this worker
+    process, whose own Prometheus endpoint `hark worker` serves (multiprocess mode adds
+    up its pool's processes)."""
 
-    `job_finished` and `model_loaded` are also published, as JSON on `hark:metrics`
-    (`{"type": "job_finished"|"model_loaded", ...}`), for whoever wants to aggregate
-    them; nothing in Hark subscribes to that channel yet: in scaled mode the workers
-    export their own Prometheus metrics.
-    """
-
-    def __init__(self, url: str, *, channel_prefix: str = DEFAULT_CHANNEL_PREFIX,
-                 metrics_channel: str = DEFAULT_METRICS_CHANNEL) -> None:
+    def __init__(self, url: str, *, channel_prefix: str = DEFAULT_CHANNEL_PREFIX) -> None:
         self.channel_prefix = channel_prefix
-        self.metrics_channel = metrics_channel
         self._publisher = RedisPublisher(url, client_name="hark-worker-publisher")
 
     def publish(self, job_id: str, event: Event) -> None:
@@ -355,14 +349,10 @@ class RedisWorkerChannel:
 
     def job_finished(self, model: str, status: str, audio_seconds: float,
                      timings: dict[str, float]) -> None:
-        log.debug("job finished: model %s, %s, %.1f s of audio", model, status, audio_seconds)
-        self._publisher.send(self.metrics_channel, {
-            "type": "job_finished", "model": model, "status": status,
-            "audio_seconds": audio_seconds, "timings": timings})
+        metrics.record_job(model, status, audio_seconds, timings)
 
     def model_loaded(self, model: str) -> None:
-        log.debug("model loaded: %s", model)
-        self._publisher.send(self.metrics_channel, {"type": "model_loaded", "model": model})
+        metrics.record_model_load(model)
 
     def flush(self, timeout: float = CLOSE_FLUSH_SECONDS) -> bool:
         return self._publisher.flush(timeout)

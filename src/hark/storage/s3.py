@@ -84,10 +84,20 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_error(exc: BaseException, key: str) -> StorageError | StorageObjectMissing:
-    if _is_missing(exc):
-        return StorageObjectMissing(f"No stored object {key!r}", key=key)
-    return StorageError(f"Cannot read stored object {key!r}: {_describe(exc)}", key=key)
+@contextmanager
+def s3_errors(action: str, subject: str, *, missing: bool = False,
+              **details: str) -> Iterator[None]:
+    """The one place S3's and botocore's errors become Hark's: StorageError saying what
+    could not be done to what (or StorageObjectMissing, when `missing` is asked for and
+    the object is not there)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        if missing and _is_missing(exc):
+            raise StorageObjectMissing(f"No stored object {subject!r}",
+                                       **details) from None
+        raise StorageError(f"Cannot {action} {subject!r}: {_describe(exc)}",
+                           **details) from exc
 
 
 class S3ObjectWriter:
@@ -110,14 +120,17 @@ class S3ObjectWriter:
         self._closed = False
         self._committed = False
 
-    def _fail(self, action: str, exc: BaseException) -> StorageError:
-        self.abort()
-        return StorageError(
-            f"Cannot {action} stored object {self.key!r}: {_describe(exc)}", key=self.key
-        )
+    @contextmanager
+    def _aborting(self, action: str) -> Iterator[None]:
+        try:
+            with s3_errors(action, self.key, key=self.key):
+                yield
+        except StorageError:
+            self.abort()
+            raise
 
     def _upload_part(self, data: bytes) -> None:
-        try:
+        with self._aborting("write stored object"):
             if self._upload_id is None:
                 created = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._object_key
@@ -131,8 +144,6 @@ class S3ObjectWriter:
                 PartNumber=number,
                 Body=data,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail("write", exc) from exc
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def write(self, data: bytes) -> None:
@@ -152,25 +163,21 @@ class S3ObjectWriter:
                 return
             raise ValueError(f"Writer for {self.key!r} was aborted; it cannot be committed")
         if self._upload_id is None:
-            try:
+            with self._aborting("store stored object"):
                 self._client.put_object(
                     Bucket=self._bucket, Key=self._object_key, Body=bytes(self._buffer)
                 )
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("store", exc) from exc
         else:
             if self._buffer:
                 # The last part may be smaller than PART_SIZE (S3 allows that).
                 self._upload_part(bytes(self._buffer))
-            try:
+            with self._aborting("store stored object"):
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket,
                     Key=self._object_key,
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},
                 )
-            except (ClientError, BotoCoreError) as exc:
-                raise self._fail("store", exc) from exc
         self._buffer = bytearray()
         self._closed = True
         self._committed = True
@@ -261,26 +268,20 @@ class S3Storage:
             writer.commit()
 
     def get_bytes(self, key: str) -> bytes:
-        object_key = self.object_key(key)
-        try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=object_key)
+        with s3_errors("read stored object", key, missing=True, key=key):
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
             return bytes(answer["Body"].read())
-        except (ClientError, BotoCoreError) as exc:
-            raise _read_error(exc, key) from exc
 
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
     def size(self, key: str) -> int | None:
-        object_key = self.object_key(key)
         try:
-            answer = self._client.head_object(Bucket=self.bucket, Key=object_key)
-        except (ClientError, BotoCoreError) as exc:
-            if _is_missing(exc):
-                return None
-            raise StorageError(
-                f"Cannot inspect stored object {key!r}: {_describe(exc)}", key=key
-            ) from exc
+            with s3_errors("inspect stored object", key, missing=True, key=key):
+                answer = self._client.head_object(Bucket=self.bucket,
+                                                  Key=self.object_key(key))
+        except StorageObjectMissing:
+            return None
         return int(answer["ContentLength"])
 
     @contextmanager
@@ -295,15 +296,10 @@ class S3Storage:
         try:
             with os.fdopen(fd, "wb") as file:
                 try:
-                    self._client.download_fileobj(
-                        self.bucket, object_key, file, Config=_DOWNLOAD_CONFIG
-                    )
-                except (ClientError, BotoCoreError) as exc:
-                    if _is_missing(exc):
-                        raise StorageObjectMissing(f"No stored object {key!r}", key=key) from None
-                    raise StorageError(
-                        f"Cannot download stored object {key!r}: {_describe(exc)}", key=key
-                    ) from exc
+                    with s3_errors("download stored object", key, missing=True, key=key):
+                        self._client.download_fileobj(
+                            self.bucket, object_key, file, Config=_DOWNLOAD_CONFIG
+                        )
                 except OSError as exc:  # the temp folder is full or unwritable
                     raise StorageError(
                         f"Cannot download stored object {key!r} to {path}: {exc}", key=key
@@ -316,14 +312,12 @@ class S3Storage:
     def read_range(self, key: str, first: int, last: int) -> Iterator[bytes]:
         if last < first:  # an empty range has no HTTP spelling
             return
-        try:
+        with s3_errors("read stored object", key, missing=True, key=key):
             answer = self._client.get_object(Bucket=self.bucket, Key=self.object_key(key),
                                              Range=f"bytes={first}-{last}")
             body = answer["Body"]
             with closing(body):
                 yield from body.iter_chunks(READ_CHUNK_BYTES)
-        except (ClientError, BotoCoreError) as exc:
-            raise _read_error(exc, key) from exc
 
     def _list(self, object_prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
@@ -335,7 +329,7 @@ class S3Storage:
         exact = self.object_key(prefix.rstrip("/"))
         under = exact + "/"
         deleted = 0
-        try:
+        with s3_errors("delete stored objects under", prefix, prefix=prefix):
             # One listing serves both the exact key and its subtree; a sibling that
             # merely shares the leading characters ("results/j10" for "results/j1")
             # is filtered out here.
@@ -349,11 +343,6 @@ class S3Storage:
                     batch = []
             if batch:
                 deleted += self._delete_batch(batch, prefix)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(
-                f"Cannot delete stored objects under {prefix!r}: {_describe(exc)}",
-                prefix=prefix,
-            ) from exc
         return deleted
 
     def _delete_batch(self, object_keys: list[str], prefix: str) -> int:
@@ -376,13 +365,9 @@ class S3Storage:
         # with (or be listed as) a real object.
         probe = f".hark-probe-{secrets.token_hex(8)}"
         object_key = f"{self.prefix}/{probe}" if self.prefix else probe
-        try:
+        with s3_errors("write to the S3 bucket", self.bucket):
             self._client.put_object(Bucket=self.bucket, Key=object_key, Body=b"ok")
             self._client.delete_object(Bucket=self.bucket, Key=object_key)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(
-                f"S3 bucket {self.bucket!r} is not writable: {_describe(exc)}"
-            ) from exc
 
     def presigned_put(self, key: str, *, size: int, expires_seconds: int) -> str | None:
         """A URL a client can `PUT` exactly `size` bytes to, valid for `expires_seconds`.
@@ -390,7 +375,7 @@ class S3Storage:
         Content-Length is part of the signature, so S3 refuses a body of another size.
         The URL points at `endpoint_url`, which must therefore be reachable by clients.
         """
-        try:
+        with s3_errors("sign an upload URL for", key, key=key):
             url = self._client.generate_presigned_url(
                 "put_object",
                 Params={
@@ -401,8 +386,4 @@ class S3Storage:
                 ExpiresIn=expires_seconds,
                 HttpMethod="PUT",
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(
-                f"Cannot sign an upload URL for {key!r}: {_describe(exc)}", key=key
-            ) from exc
         return str(url)

@@ -24,9 +24,8 @@ from celery.signals import worker_process_shutdown
 
 from hark.config import Settings, get_settings
 from hark.errors import DatabaseError, HarkError, StorageError
-from hark.events.base import Event
 from hark.jobs.routing import time_limit
-from hark.jobs.runner import WorkerChannel, WorkerContext, run_for_message
+from hark.jobs.runner import WorkerContext, run_for_message
 from hark.workers.identity import owner_gone, worker_id
 
 log = logging.getLogger("hark.worker")
@@ -83,34 +82,6 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-class MeteredChannel:
-    """Events go to Redis; metrics are counted here, in this worker process, and served
-    by `hark worker` on HARK_WORKER_METRICS_PORT (Prometheus multiprocess mode adds up
-    the pool's processes)."""
-
-    def __init__(self, channel: WorkerChannel) -> None:
-        self.channel = channel
-
-    def publish(self, job_id: str, event: Event) -> None:
-        self.channel.publish(job_id, event)
-
-    def job_finished(self, model: str, status: str, audio_seconds: float,
-                     timings: dict[str, float]) -> None:
-        from hark import metrics
-
-        metrics.record_job(model, status, audio_seconds, timings)
-
-    def model_loaded(self, model: str) -> None:
-        from hark import metrics
-
-        metrics.record_model_load(model)
-
-    def flush(self, timeout: float) -> None:
-        flush = getattr(self.channel, "flush", None)
-        if flush is not None:
-            flush(timeout)
-
-
 _context: WorkerContext | None = None
 _context_pid = 0
 
@@ -131,7 +102,7 @@ def worker_context() -> WorkerContext:
                             "redis:// URL or HARK_EVENTS_URL")
         _context = WorkerContext(settings=settings, db=Database(settings.database),
                                  storage=open_storage(settings),
-                                 channel=MeteredChannel(RedisWorkerChannel(url)),
+                                 channel=RedisWorkerChannel(url),
                                  worker_id=worker_id("celery"),
                                  timeout_errors=(SoftTimeLimitExceeded,))
         _context_pid = os.getpid()
