@@ -10,19 +10,17 @@ event, a WebSocket with close code 4401.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
-from starlette.types import Message, Send
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hark.api.auth import CurrentPrincipal, websocket_principal
 from hark.api.revocation import key_watch, run_until_revoked
+from hark.api.sse import KEEPALIVE_SECONDS, REVOKED_MESSAGE, event_source, named
 from hark.api.state import Principal, ServiceState, get_state
 from hark.errors import HarkError
 from hark.events.base import TERMINAL_EVENTS, Event, Subscription
@@ -32,11 +30,6 @@ from hark.jobs.events import current_state as current_state_events
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 State = Annotated[ServiceState, Depends(get_state)]
 
-# A comment line this often keeps proxies from closing an idle stream.
-KEEPALIVE_SECONDS = 15.0
-REVOKED_MESSAGE = "the API key was revoked"
-# The last event of a stream whose key was revoked.
-REVOKED: Event = {"type": "error", "error": REVOKED_MESSAGE, "error_code": "UNAUTHORIZED"}
 CLOSE_UNAUTHORIZED = 4401
 
 
@@ -74,9 +67,9 @@ async def job_events(state: ServiceState, principal: Principal, job_id: str,
 
 
 @router.get("/jobs/{job_id}/events", summary="Live events of a job (Server-Sent Events)",
-            response_class=StreamingResponse)
+            response_class=EventSourceResponse)
 async def sse_events(job_id: str, request: Request, principal: CurrentPrincipal,
-                     state: State) -> StreamingResponse:
+                     state: State) -> EventSourceResponse:
     subscription = state.bus.subscribe(job_id)
     try:
         events = job_events(state, principal, job_id, subscription)
@@ -86,15 +79,15 @@ async def sse_events(job_id: str, request: Request, principal: CurrentPrincipal,
         subscription.close()
         raise
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncIterator[ServerSentEvent | None]:
         try:
-            yield sse_frame(first)
+            yield named(first)
             async for event in events:
-                yield sse_frame(event) if event is not None else b": keep-alive\n\n"
+                yield named(event) if event is not None else None
         finally:
             subscription.close()
 
-    return event_stream(stream(), key_watch(request).watch(principal))
+    return event_source(stream(), key_watch(request).watch(principal))
 
 
 @router.websocket("/jobs/{job_id}/ws")
@@ -147,54 +140,3 @@ async def accept_websocket(websocket: WebSocket) -> Principal | None:
     except HarkError as exc:
         await websocket.close(code=4401, reason=exc.message[:120])
         return None
-
-
-class _EventStreamResponse(StreamingResponse):
-    """Server-Sent Events that end, with a last `error` event, when the key watched by
-    `watching` is revoked. The watch is entered only while the response streams."""
-
-    def __init__(self, frames: AsyncIterator[bytes],
-                 watching: AbstractContextManager[asyncio.Event] | None,
-                 headers: Mapping[str, str]) -> None:
-        super().__init__(frames, media_type="text/event-stream", headers=headers)
-        self.watching = watching
-
-    async def stream_response(self, send: Send) -> None:
-        if self.watching is None:
-            await super().stream_response(send)
-            return
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            await send(message)
-            started = started or message["type"] == "http.response.start"
-
-        with self.watching as revoked:
-            cut_short = await run_until_revoked(
-                revoked, lambda: super(_EventStreamResponse, self).stream_response(send_tracked))
-        if not cut_short:
-            return
-        closing = getattr(self.body_iterator, "aclose", None)
-        if closing is not None:  # its `finally` lets go of the subscription now
-            await closing()
-        if not started:
-            await send({"type": "http.response.start", "status": self.status_code,
-                        "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": sse_frame(REVOKED),
-                    "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def event_stream(frames: AsyncIterator[bytes],
-                 watching: AbstractContextManager[asyncio.Event] | None = None,
-                 ) -> StreamingResponse:
-    """A Server-Sent Events response that proxies pass on as it is written; with
-    `watching` (a key watch), it ends when the key is revoked."""
-    return _EventStreamResponse(frames, watching,
-                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def sse_frame(event: Event) -> bytes:
-    """One Server-Sent Event, named by the event's type."""
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

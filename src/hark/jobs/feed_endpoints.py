@@ -19,22 +19,16 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnected
 
 from hark.api.auth import CurrentPrincipal
 from hark.api.revocation import key_watch
+from hark.api.sse import KEEPALIVE_SECONDS, REVOKED_MESSAGE, event_source, named
 from hark.api.state import ServiceState, get_state
 from hark.events.base import Event, Subscription
 from hark.jobs import feed
-from hark.jobs.events_endpoints import (
-    CLOSE_UNAUTHORIZED,
-    KEEPALIVE_SECONDS,
-    REVOKED_MESSAGE,
-    accept_websocket,
-    event_stream,
-    sse_frame,
-)
+from hark.jobs.events_endpoints import CLOSE_UNAUTHORIZED, accept_websocket
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 State = Annotated[ServiceState, Depends(get_state)]
@@ -44,26 +38,26 @@ CLOSE_TRY_AGAIN = 1013
 
 
 @router.get("/events", summary="Live feed of the tenant's jobs (Server-Sent Events)",
-            response_class=StreamingResponse)
+            response_class=EventSourceResponse)
 async def sse_feed(request: Request, principal: CurrentPrincipal,
-                   state: State) -> StreamingResponse:
+                   state: State) -> EventSourceResponse:
     channel = feed.channel(principal.tenant_id)
 
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncIterator[ServerSentEvent | None]:
         # Subscribed here rather than in the handler: a response that never starts
         # streaming then leaves no subscription behind.
         subscription = state.bus.subscribe(channel)
         try:
-            yield sse_frame(READY)
+            yield named(READY)
             while True:
                 event = await subscription.get(KEEPALIVE_SECONDS)
-                yield sse_frame(event) if event is not None else b": keep-alive\n\n"
+                yield named(event) if event is not None else None
         except StopAsyncIteration:
             return
         finally:
             subscription.close()
 
-    return event_stream(stream(), key_watch(request).watch(principal))
+    return event_source(stream(), key_watch(request).watch(principal))
 
 
 @router.websocket("/ws")

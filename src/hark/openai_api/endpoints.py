@@ -10,18 +10,17 @@ that disconnects while waiting cancels its job.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from sse_starlette import ServerSentEvent
 
 from hark.api.auth import CurrentPrincipal
 from hark.api.multipart import UploadedFile, parse_form
+from hark.api.sse import event_source, unnamed
 from hark.api.state import Principal, ServiceState, get_state
 from hark.db.base import new_id
 from hark.errors import HarkError, RequestError, UploadTooLargeError
@@ -46,7 +45,6 @@ MAX_FIELDS = 64
 FIELDS_ALLOWANCE = intake.MULTIPART_OVERHEAD_BYTES + MAX_KNOWN_SPEAKERS * \
     MAX_REFERENCE_FIELD_BYTES
 # An SSE comment this often keeps proxies from closing a stream whose job waits.
-KEEPALIVE_SECONDS = 15.0
 # The status logged for a request whose client left before the answer (nginx's).
 CLIENT_CLOSED = 499
 
@@ -119,9 +117,7 @@ async def _handle(request: Request, principal: Principal, state: ServiceState,
              ", streamed" if audio.stream else "")
     watch = JobWatch(state, principal, job_id, request, subscription)
     if audio.stream:
-        return StreamingResponse(_stream(watch, audio), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+        return event_source(_stream(watch, audio))
     try:
         transcript = await watch.result()
     except ClientGone:
@@ -169,39 +165,33 @@ async def _bounded(chunks: AsyncIterator[bytes],
         yield chunk
 
 
-async def _stream(watch: JobWatch, audio: AudioRequest) -> AsyncIterator[bytes]:
+async def _stream(watch: JobWatch, audio: AudioRequest) -> AsyncIterator[ServerSentEvent | None]:
     """transcript.text.delta per segment as the job makes them; at the end the diarized
     segments (diarized_json) and transcript.text.done."""
     first = True
     finished = False
-    last_write = time.monotonic()
     try:
         async for event in watch.events():
             if event is None:
-                if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
-                    last_write = time.monotonic()
-                    yield b": keep-alive\n\n"
-                continue
-            if event["type"] == "segment":
+                yield None
+            elif event["type"] == "segment":
                 delta = formats.delta_event(event.get("segment") or {}, first, audio)
                 if delta is not None:
                     first = False
-                    last_write = time.monotonic()
-                    yield _sse(delta)
-                continue
-            if event["type"] in TERMINAL_EVENTS:
+                    yield unnamed(delta)
+            elif event["type"] in TERMINAL_EVENTS:
                 finished = True
                 try:
                     transcript = await watch.outcome(event)
                 except HarkError as exc:
                     # The status line went out long ago: the error travels as an event,
                     # which the SDKs raise as an APIError.
-                    yield _sse(hark_error_parts(exc)[1])
+                    yield unnamed(hark_error_parts(exc)[1])
                     return
                 if audio.response_format == "diarized_json":
                     for segment in formats.segment_events(transcript):
-                        yield _sse(segment)
-                yield _sse(formats.done_event(transcript, audio))
+                        yield unnamed(segment)
+                yield unnamed(formats.done_event(transcript, audio))
                 return
     except ClientGone:
         finished = True
@@ -211,5 +201,3 @@ async def _stream(watch: JobWatch, audio: AudioRequest) -> AsyncIterator[bytes]:
         watch.subscription.close()
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
