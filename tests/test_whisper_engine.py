@@ -17,7 +17,13 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from hark.config import Settings
 from hark.pipeline import model_packages
 from hark.pipeline.audio import load_audio
-from hark.pipeline.engines.whisper import WhisperEngine, batch_groups
+from hark.pipeline.engines.whisper import (
+    CPU_BATCH_BUDGET_BYTES,
+    WhisperConfig,
+    WhisperEngine,
+    batch_groups,
+    cpu_batch_limit,
+)
 from hark.pipeline.engines.whisper_sequential import decode_sequential
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio, transcribe_file
@@ -187,3 +193,21 @@ def test_long_sequential_decoding_goes_a_bounded_stretch_at_a_time(
     text = [w.word.lower().strip(".,?!") for w in stretched]
     reference = [w.word.lower().strip(".,?!") for w in whole]
     assert difflib.SequenceMatcher(a=reference, b=text).ratio() > 0.9
+
+
+def test_batches_on_a_cpu_fit_a_memory_budget(tiny_whisper_dir: Path) -> None:
+    """The encoder's attention costs heads x 1500² floats per window of a batch, so a
+    CPU batch holds what fits the budget, whatever size was asked for."""
+    engine = WhisperEngine(WhisperConfig(path=tiny_whisper_dir, label="base", device="cpu"))
+    assert engine.max_batch == cpu_batch_limit(engine.model, "base") == 2
+    assert engine.batch_size(TranscribeOptions(batch_size=64)) == 2
+    assert engine.batch_size(TranscribeOptions(batch_size=1)) == 1
+    assert engine.batch_size(TranscribeOptions(batch_size=0)) == 0  # sequential stays so
+    assert cpu_batch_limit(engine.model, "tiny.en") == 3
+    for large in ("small", "medium.en", "large-v3", "distil-large-v3", "turbo"):
+        assert cpu_batch_limit(engine.model, large) == 1
+    # A model known by no name is measured: this one's encoder is 64 wide (one head's
+    # worth at Whisper's head size).
+    per_window = 1500 * 1500 * 4 + (28 << 20)
+    assert cpu_batch_limit(engine.model, "my-model") == CPU_BATCH_BUDGET_BYTES // per_window
+    engine.close()

@@ -3,12 +3,11 @@
 Silero (the ONNX model inside faster-whisper's wheel) scores each 32 ms window of
 audio for speech; a hysteresis pass turns the scores into speech regions, which are
 then padded. faster-whisper runs all of this over one array holding the whole
-recording. Here the recording is read in blocks of 320 s (faster-whisper's own batch
-of 10,000 windows), and everything that links one window to the next is carried
-from block to block: the model's recurrent state, the 64 samples of left context
-each window is given, and the hysteresis state. The regions are therefore the same
-as faster-whisper's for the whole array, wherever the blocks fall, while memory
-holds one block.
+recording. Here the recording is read in blocks of 80 s (2,500 windows), and
+everything that links one window to the next is carried from block to block: the
+model's recurrent state, the 64 samples of left context each window is given, and
+the hysteresis state. The regions are therefore the same as faster-whisper's for the
+whole array, wherever the blocks fall, while memory holds one block.
 
 The one exception is digital silence: a block whose every sample is within a few
 steps of zero holds no speech, so Silero is not run on it (four hours of silence
@@ -31,7 +30,7 @@ SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 512
 _CONTEXT_SAMPLES = 64
 _STATE_SHAPE = (1, 1, 128)
-BLOCK_WINDOWS = 10_000
+BLOCK_WINDOWS = 2_500
 
 # A block whose samples all lie within this many 16-bit steps of zero is digital
 # silence (dither included); Silero scores such audio near 1e-4.

@@ -38,6 +38,20 @@ WHISPER_WINDOW_SECONDS = 30.0
 # so progress moves in steps no larger than an eighth of the work.
 MIN_GROUPS = 8
 
+# On a CPU each window in a batch costs the encoder's self-attention scores in memory,
+# heads x 1500 x 1500 float32 (72 MB for base), and about 28 MB more of features and
+# activations (measured: peak memory rises by about 100 MB per base window). Batches
+# are cut to fit this budget (2 windows for base, 1 from small up), so memory does not
+# depend on the batch size asked for; on a 2-core CPU larger batches were no faster
+# per window anyway. On a GPU this is device memory, and the batch is as asked.
+CPU_BATCH_BUDGET_BYTES = 256 << 20
+_WINDOW_OVERHEAD_BYTES = 28 << 20
+_ENCODER_FRAMES = 1500
+# Attention heads of the encoder by model name; others are measured once at load.
+_ENCODER_HEADS = (("tiny", 6), ("base", 8), ("distil-small", 12), ("small", 12),
+                  ("distil-medium", 16), ("medium", 16), ("distil-large", 20),
+                  ("large", 20), ("turbo", 20))
+
 
 @dataclass(frozen=True)
 class WhisperConfig:
@@ -58,6 +72,21 @@ def pick_device(device: str, compute_type: str) -> tuple[str, str]:
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
     return device, compute_type
+
+
+def cpu_batch_limit(model: Any, label: str) -> int:
+    """The most 30 s windows one batch may hold on a CPU (see CPU_BATCH_BUDGET_BYTES)."""
+    name = label.lower().removeprefix("whisper-")
+    heads = next((h for prefix, h in _ENCODER_HEADS if name.startswith(prefix)), None)
+    if heads is None:
+        # An unknown model: its width from one encoder pass over a silent window.
+        features = np.zeros((1, model.model.n_mels, 2 * _ENCODER_FRAMES), dtype=np.float32)
+        import ctranslate2
+
+        width = model.model.encode(ctranslate2.StorageView.from_array(features)).shape[-1]
+        heads = max(1, width // 64)
+    per_window = heads * _ENCODER_FRAMES**2 * 4 + _WINDOW_OVERHEAD_BYTES
+    return max(1, CPU_BATCH_BUDGET_BYTES // per_window)
 
 
 def batch_groups(chunks: Sequence[Chunk], batch_size: int) -> list[list[Chunk]]:
@@ -84,6 +113,8 @@ class WhisperEngine:
             local_files_only=True,
         )
         self.batched = BatchedInferencePipeline(self.model)
+        self.max_batch = cpu_batch_limit(self.model, config.label) if self.device == "cpu" \
+            else 64
 
     @property
     def name(self) -> str:
@@ -127,8 +158,10 @@ class WhisperEngine:
         return kwargs
 
     def batch_size(self, options: TranscribeOptions) -> int:
-        return self.config.default_batch_size if options.batch_size is None \
+        """The batch asked for (0: sequential), within what memory allows."""
+        asked = self.config.default_batch_size if options.batch_size is None \
             else options.batch_size
+        return min(asked, self.max_batch)
 
     def recognize(
         self, audio: SampleSource, chunks: Sequence[Chunk], options: TranscribeOptions
