@@ -64,14 +64,15 @@ PARTS = ("latency", "status", "events", "upload")
 # --- the server ----------------------------------------------------------------------
 
 class Server:
-    def __init__(self, home: Path, *, worker: bool = True) -> None:
+    def __init__(self, home: Path, *, worker: bool = True, anonymous: bool = True) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port: int = probe.getsockname()[1]
         self.home = home
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
-        self.env.update(HARK_DATA_DIR=str(home / "data"), HARK_ALLOW_ANONYMOUS="true",
+        self.env.update(HARK_DATA_DIR=str(home / "data"),
+                        HARK_ALLOW_ANONYMOUS="true" if anonymous else "false",
                         HARK_HOST="127.0.0.1", HARK_LOG_LEVEL="WARNING", HARK_WORKERS="1")
         command = [sys.executable, "-m", "hark", "serve", "--port", str(self.port)]
         self.log = (home / "server.log").open("wb")
@@ -121,9 +122,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, *, worker: bool = True) -> Iterator[Server]:
+def running_server(home: Path, *, worker: bool = True,
+                   anonymous: bool = True) -> Iterator[Server]:
     home.mkdir()
-    server = Server(home, worker=worker)
+    server = Server(home, worker=worker, anonymous=anonymous)
     try:
         yield server
     finally:

@@ -17,6 +17,7 @@ from hark import __version__, metrics, runtime
 from hark.api import metrics as api_metrics
 from hark.api.errors import install_error_handlers
 from hark.api.logging import AccessLogMiddleware
+from hark.api.openapi import install as install_openapi
 from hark.api.request_id import RequestIdMiddleware
 from hark.api.security import SecurityMiddleware
 from hark.config import Settings
@@ -60,6 +61,7 @@ def create_app(
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/
     install_docs(app)  # /docs and /redoc, with their viewers served from a package
+    install_openapi(app)  # how to present a key, in the OpenAPI document
     if settings.allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins,
                            allow_methods=["*"], allow_headers=["*"],

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from hark.api.request_id import request_id_from_scope
 from hark.errors import HarkError
@@ -76,6 +77,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        if exc.status_code == 405:
+            # Starlette names the methods of the one route it matched; a path served by
+            # several routes (GET and DELETE of a job) allows all of theirs.
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
         if openai_errors.is_openai_path(request):
             return openai_errors.http_error_response(request, exc.status_code, str(exc.detail),
                                                      dict(exc.headers or {}))
@@ -92,6 +97,15 @@ def install_error_handlers(app: FastAPI) -> None:
                 {"X-Request-ID": request_id} if request_id else None)
         return envelope(request, 500, "internal server error", "INTERNAL_ERROR",
                         headers={"X-Request-ID": request_id} if request_id else None)
+
+
+def _allowed_methods(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "\0"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _field_name(loc: Any) -> str | None:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hark.api.asgi import call_observed
 from hark.api.auth import require_operator
+from hark.api.openapi import ERRORS
 from hark.metrics import (
     AUDIO_SECONDS,
     JOB_STATUSES,
@@ -89,7 +90,7 @@ def metrics_router(
     needs an operator's key (`require_operator`, which reads the app's ServiceState);
     `summary_for_operators=False` leaves it open, for apps without one.
     """
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=["operations"], responses=ERRORS)
     router.add_api_route(
         prometheus_path, prometheus_endpoint, methods=["GET"],
         summary="Prometheus metrics", response_class=Response,

@@ -20,10 +20,11 @@ from sqlalchemy import text
 
 from hark import __version__
 from hark.api.auth import require_operator
+from hark.api.openapi import ERRORS
 from hark.api.state import ServiceState
 from hark.db import display_url
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=ERRORS)
 
 
 def _check(fn: Callable[[], Any]) -> dict[str, Any]:

@@ -16,25 +16,33 @@ from fastapi.concurrency import run_in_threadpool
 
 from hark.api.auth import CurrentPrincipal, require_principal
 from hark.api.multipart import parse_form
+from hark.api.openapi import ERRORS, form_fields, multipart_body
 from hark.api.state import ReadSession, ServiceState, State, WriteSession
 from hark.db.base import new_id
 from hark.errors import (
     JobPurgedError,
     JobStateError,
-    OptionError,
     RequestError,
     UploadTooLargeError,
 )
 from hark.jobs import intake, lifecycle, service
 from hark.jobs.keys import media_key
-from hark.jobs.models import COMPLETED, STATUSES, Job
-from hark.jobs.schemas import CreateJob, CreateUpload, JobOut, JobPage, UploadSlot, UrlSource
+from hark.jobs.models import COMPLETED, Job, Status
+from hark.jobs.schemas import (
+    CreateJob,
+    CreateUpload,
+    JobOptions,
+    JobOut,
+    JobPage,
+    UploadSlot,
+    UrlSource,
+)
 from hark.pipeline.transcript import Transcript
-from hark.pipeline.writers import FORMATS, MEDIA_TYPES, render
+from hark.pipeline.writers import MEDIA_TYPES, Format, render
 from hark.storage.base import Storage
 from hark.transcripts import service as revisions
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=ERRORS)
 
 
 def job_response(job: Job | JobOut, status_code: int = 200,
@@ -44,8 +52,16 @@ def job_response(job: Job | JobOut, status_code: int = 200,
                     media_type="application/json")
 
 
+# The upload route streams its multipart body to storage itself; this describes it.
+UPLOAD_BODY = multipart_body(
+    {"file": {"type": "string", "format": "binary",
+              "description": "The recording: any audio or video file FFmpeg reads."},
+     **form_fields(JobOptions, exclude={"known_speakers"})},
+    ["file"])
+
+
 @router.post("/jobs/upload", status_code=202, response_model=JobOut,
-             summary="Submit a recording as multipart form data")
+             summary="Submit a recording as multipart form data", openapi_extra=UPLOAD_BODY)
 async def upload_job(request: Request, principal: CurrentPrincipal, state: State,
                      session: WriteSession) -> Response:
     job_id = new_id()
@@ -144,12 +160,10 @@ async def receive_put(storage: Storage, key: str, declared: int,
 @router.get("/jobs", response_model=JobPage, summary="List jobs, newest first")
 def list_jobs(
     principal: CurrentPrincipal, session: ReadSession,
-    status: Annotated[str | None, Query(max_length=16)] = None,
+    status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
-    if status is not None and status not in STATUSES:
-        raise OptionError(f"status must be one of {', '.join(STATUSES)}", field="status")
     jobs, next_cursor = service.list_jobs(session, principal.tenant_id, status=status,
                                           limit=limit, cursor=cursor)
     page = JobPage(items=[JobOut.of(job) for job in jobs], next_cursor=next_cursor)
@@ -170,9 +184,7 @@ async def get_job(job_id: str, request: Request) -> Response:
 @router.get("/jobs/{job_id}/result", summary="The transcript, in one of the formats",
             response_class=Response)
 def get_result(job_id: str, principal: CurrentPrincipal, state: State, session: ReadSession,
-               format: Annotated[str, Query(max_length=8)] = "json") -> Response:
-    if format not in FORMATS:
-        raise OptionError(f"format must be one of {', '.join(FORMATS)}", field="format")
+               format: Annotated[Format, Query()] = "json") -> Response:
     job = service.get_job(session, principal.tenant_id, job_id)
     if job.status != COMPLETED:
         raise JobStateError(f"the job is {job.status}; a result exists once it is completed",

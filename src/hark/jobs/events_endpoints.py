@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from hark.api.auth import CurrentPrincipal, websocket_principal
+from hark.api.openapi import ERRORS
 from hark.api.revocation import key_watch, run_until_revoked
 from hark.api.sse import KEEPALIVE_SECONDS, REVOKED_MESSAGE, event_source, named
 from hark.api.state import Principal, ServiceState, get_state
@@ -27,7 +28,7 @@ from hark.events.base import TERMINAL_EVENTS, Event, Subscription
 from hark.jobs import service
 from hark.jobs.events import current_state as current_state_events
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=ERRORS)
 State = Annotated[ServiceState, Depends(get_state)]
 
 CLOSE_UNAUTHORIZED = 4401

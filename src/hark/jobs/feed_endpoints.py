@@ -23,6 +23,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnected
 
 from hark.api.auth import CurrentPrincipal
+from hark.api.openapi import ERRORS
 from hark.api.revocation import key_watch
 from hark.api.sse import KEEPALIVE_SECONDS, REVOKED_MESSAGE, event_source, named
 from hark.api.state import ServiceState, get_state
@@ -30,7 +31,7 @@ from hark.events.base import Event, Subscription
 from hark.jobs import feed
 from hark.jobs.events_endpoints import CLOSE_UNAUTHORIZED, accept_websocket
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], responses=ERRORS)
 State = Annotated[ServiceState, Depends(get_state)]
 
 READY: Event = {"type": "ready"}

@@ -10,7 +10,7 @@ attempt that replaced it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -20,7 +20,8 @@ from hark.db.types import UTCDateTime
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = (
     "queued", "running", "completed", "failed", "canceled")
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELED)
+Status = Literal["queued", "running", "completed", "failed", "canceled"]
+STATUSES: tuple[str, ...] = get_args(Status)
 FINISHED = frozenset({COMPLETED, FAILED, CANCELED})
 
 

@@ -20,6 +20,7 @@ from sse_starlette import ServerSentEvent
 
 from hark.api.auth import CurrentPrincipal
 from hark.api.multipart import UploadedFile, parse_form
+from hark.api.openapi import OPENAI_ERRORS
 from hark.api.sse import event_source, unnamed
 from hark.api.state import Principal, ServiceState, get_state
 from hark.db.base import new_id
@@ -37,7 +38,7 @@ from hark.storage.base import ObjectWriter
 
 log = logging.getLogger("hark.openai")
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=OPENAI_ERRORS)
 State = Annotated[ServiceState, Depends(get_state)]
 
 MAX_FIELDS = 64

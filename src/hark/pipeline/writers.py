@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal, get_args
 
 from hark.errors import OptionError
 from hark.pipeline.captions import (
@@ -31,7 +32,8 @@ __all__ = [
     "write",
 ]
 
-FORMATS: tuple[str, ...] = ("json", "txt", "srt", "vtt", "tsv", "rttm")
+Format = Literal["json", "txt", "srt", "vtt", "tsv", "rttm"]
+FORMATS: tuple[str, ...] = get_args(Format)
 
 MEDIA_TYPES: Mapping[str, str] = MappingProxyType(
     {

@@ -21,17 +21,32 @@ from fastapi.concurrency import run_in_threadpool
 
 from hark.api.auth import CurrentPrincipal
 from hark.api.multipart import UploadedFile, parse_form
+from hark.api.openapi import ERRORS, multipart_body
 from hark.api.state import ServiceState, get_state
 from hark.db.base import new_id
 from hark.errors import RequestError, UploadTooLargeError
 from hark.speakers import service
 from hark.speakers.embedding import sample_from_upload
-from hark.speakers.schemas import ENROLL_BODY, SAMPLES_BODY, SpeakerList, SpeakerOut
-from hark.speakers.service import NewSample
+from hark.speakers.schemas import SpeakerList, SpeakerOut
+from hark.speakers.service import MAX_NAME_LENGTH, MIN_SPEECH_SECONDS, NewSample
 from hark.storage.base import ObjectWriter
 
-router = APIRouter(prefix="/api/v1", tags=["speakers"])
+router = APIRouter(prefix="/api/v1", tags=["speakers"], responses=ERRORS)
 State = Annotated[ServiceState, Depends(get_state)]
+
+
+# The enrolment routes parse their multipart bodies themselves, streaming the audio to
+# storage, so FastAPI cannot infer the request body: these describe it for /docs.
+_FILES = {
+    "type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+    "description": f"Recordings of this person alone, each with at least "
+                   f"{MIN_SPEECH_SECONDS:g} s of speech (any format FFmpeg reads)."}
+ENROLL_BODY = multipart_body(
+    {"name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
+              "description": "The person's name; an existing name gains the new samples."},
+     "files": _FILES},
+    ["name", "files"])
+SAMPLES_BODY = multipart_body({"files": _FILES}, ["files"])
 
 FILES_FIELD = "files"
 MAX_SAMPLES_PER_REQUEST = 20

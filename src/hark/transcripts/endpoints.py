@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from hark.api.auth import CurrentPrincipal, presented_key, resolve_principal
+from hark.api.openapi import ERRORS
 from hark.api.state import ServiceState, get_state
 from hark.errors import AuthenticationError, JobPurgedError
 from hark.jobs import service as jobs
@@ -25,7 +26,7 @@ from hark.transcripts.media import media_response
 from hark.transcripts.media_links import MediaGrant, check_grant, media_links
 from hark.transcripts.schemas import EnrollRequest, RestoreRequest, TranscriptEdit
 
-router = APIRouter(prefix="/api/v1", tags=["transcripts"])
+router = APIRouter(prefix="/api/v1", tags=["transcripts"], responses=ERRORS)
 State = Annotated[ServiceState, Depends(get_state)]
 
 
