@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.support.service import (
     assert_error,
     bearer,
     serve,
+    service_fixture,
     service_settings,
     speech_wav,
 )
@@ -39,11 +39,7 @@ OPERATOR_PATHS = ("/health/detailed", f"{API}/metrics")
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    settings = service_settings(tmp_path_factory.mktemp("auth"), allow_anonymous=False)
-    with serve(settings) as service:
-        yield service
+svc = service_fixture("auth", allow_anonymous=False)
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from tests.support.service import (
     bearer,
     fixture_bytes,
     serve,
+    service_fixture,
     service_settings,
     speech_wav,
 )
@@ -44,11 +45,7 @@ FEED_SSE = f"{API}/events"
 WAIT = 10.0
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    settings = service_settings(tmp_path_factory.mktemp("feed"), allow_anonymous=False)
-    with serve(settings) as service:
-        yield service
+svc = service_fixture("feed", allow_anonymous=False)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,7 @@ from tests.support.service import (
     assert_error,
     bearer,
     fixture_bytes,
-    serve,
-    service_settings,
+    service_fixture,
     silence_wav,
     sine_wav,
     speech_wav,
@@ -42,12 +40,7 @@ JOB_KEYS = {"id", "status", "progress", "stage", "filename", "duration", "option
             "created_at", "started_at", "finished_at", "error", "links"}
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    settings = service_settings(tmp_path_factory.mktemp("jobs"), max_upload_bytes=UPLOAD_LIMIT,
-                                max_audio_seconds=MAX_SECONDS)
-    with serve(settings) as service:
-        yield service
+svc = service_fixture("jobs", max_upload_bytes=UPLOAD_LIMIT, max_audio_seconds=MAX_SECONDS)
 
 
 @pytest.fixture(scope="module")

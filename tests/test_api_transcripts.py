@@ -7,7 +7,6 @@ One app with one worker serves the module.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,14 @@ from tests.support.service import (
     Service,
     assert_error,
     bearer,
-    serve,
-    service_settings,
+    service_fixture,
     speech_wav,
 )
 
 SPEAKERS = ("SPEAKER_00", "SPEAKER_01")
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with serve(service_settings(tmp_path_factory.mktemp("transcripts"))) as service:
-        yield service
+svc = service_fixture("transcripts")
 
 
 @pytest.fixture(scope="module")

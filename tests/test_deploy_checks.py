@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from hark.config import Settings
 from hark.jobs.routing import QUEUES
+from tests.support.common import free_port
 from tests.support.deploy import (
     COMPOSE,
     DEPLOY,
@@ -49,11 +49,6 @@ def deploy_files() -> list[Path]:
     return files
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- settings used anywhere ------------------------------------------------------------

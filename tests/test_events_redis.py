@@ -18,7 +18,8 @@ import pytest
 
 from hark.events.base import Subscription
 from hark.events.redis import RedisBus, RedisWorkerChannel
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.common import free_port
+from tests.support.redis_server import RedisServer
 
 WAIT = 10.0
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from hark.db import make_engine
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.webhooks.signing import verify
+from tests.support.common import free_port
 from tests.support.http_servers import ScriptedServer, respond
 from tests.support.jobs import (
     conversation,
@@ -53,7 +54,7 @@ from tests.support.scaled import (
     running,
     worker_pid,
 )
-from tests.support.server import clean_env, free_port, hark_command
+from tests.support.server import clean_env, hark_command
 from tests.test_db import throwaway_postgres
 
 # --- fixtures ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ loopback, as the embedded default may be) serves the module: nothing here runs a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from tests.support.service import (
     assert_error,
     bearer,
     serve,
+    service_fixture,
     service_settings,
     sine_wav,
 )
@@ -33,13 +33,9 @@ EVIL = "http://evil.example"
 CROSS_SITE = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    settings = service_settings(
-        tmp_path_factory.mktemp("security"), allowed_hosts=["hark.example.com", "*.corp.example"],
-        public_url="https://public.example.org", allowed_origins=["https://app.example"])
-    with serve(settings, workers=False) as service:
-        yield service
+svc = service_fixture(
+    "security", workers=False, allowed_hosts=["hark.example.com", "*.corp.example"],
+    public_url="https://public.example.org", allowed_origins=["https://app.example"])
 
 
 def assert_security_headers(response: HttpResponse, policy: str = DATA_POLICY) -> None:

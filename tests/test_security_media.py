@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from tests.support.service import (
     bearer,
     fixture_bytes,
     serve,
+    service_fixture,
     service_settings,
     sine_wav,
     video_without_audio,
@@ -61,11 +61,7 @@ def bare_mp3() -> bytes:
 HTML_THEN_MP3 = b"<html><body><script>alert(document.domain)</script></body></html>\n"
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    settings = service_settings(tmp_path_factory.mktemp("media"), allow_anonymous=False)
-    with serve(settings, workers=False) as service:
-        yield service
+svc = service_fixture("media", workers=False, allow_anonymous=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -231,11 +230,3 @@ class SniRecorder:
         self._sock.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Poll `predicate` until it holds or `timeout` s pass; the final value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from hark.api.app import create_app
 from hark.api.state import ServiceState
 from hark.config import Settings
-from tests.support.server import free_port
+from tests.support.common import free_port
 from tests.support.service import create_api_key
 
 START_SECONDS = 60.0

@@ -24,6 +24,8 @@ from types import TracebackType
 
 import pytest
 
+from tests.support.common import free_port
+
 DEFAULT_BINARY = "/usr/bin/redis-server"
 START_TIMEOUT_SECONDS = 10.0
 
@@ -41,11 +43,6 @@ def redis_server_binary() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

@@ -42,9 +42,10 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.common import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.s3 import TEST_CREDENTIALS, MotoS3Server
-from tests.support.server import HarkServer, clean_env, free_port, hark_command
+from tests.support.server import HarkServer, clean_env, hark_command
 
 LEASE_SECONDS = 6
 # The API's reconciler: a pass every second, and a job queued for 5 s gets its message

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,8 @@ from types import TracebackType
 import httpx
 import psutil
 
+from tests.support.common import free_port
+
 WATCH_SECONDS = 0.2
 BIND_ATTEMPTS = 3
 
@@ -41,11 +42,6 @@ class ServerExited(RuntimeError):
     """`hark serve` ended before it was ready."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def hark_command(*args: str) -> list[str]:

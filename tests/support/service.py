@@ -32,6 +32,7 @@ from urllib.parse import urljoin
 
 import av
 import numpy as np
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
@@ -182,6 +183,21 @@ class LocalTestClient(TestClient):
                           **kwargs: Any) -> WebSocketTestSession:
         return super().websocket_connect(urljoin("ws://127.0.0.1", url), subprotocols,
                                          **kwargs)
+
+
+def service_fixture(name: str, *, workers: bool = True, **overrides: Any) -> Any:
+    """A module's `svc` fixture: one app (with `workers` job workers) for the module,
+    its settings `service_settings` with `overrides`.
+
+        svc = service_fixture("jobs", max_upload_bytes=1024)
+    """
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+        settings = service_settings(tmp_path_factory.mktemp(name), **overrides)
+        with serve(settings, workers=workers) as service:
+            yield service
+
+    return fixture
 
 
 @contextmanager
