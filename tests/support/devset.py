@@ -14,7 +14,7 @@ the set is the same on every machine with the same corpus and espeak-ng):
   speech is used in source order, one to three phrases a turn, from a random start;
   a voice with little speech says it again (regrouped), up to five times in all.
 - Turns follow each other after a pause (40 % fast, 0.05-0.25 s; 45 % 0.25-0.8 s; 15 %
-  0.8-2 s) or cut in on the previous speaker by 0.25-1.2 s, and listeners drop short
+  0.8-2 s) or cut in on the previous speaker by 0.25-1.5 s, and listeners drop short
   back-channels (a word or two) into long turns. Overlaps and back-channels are steered
   so that 10 to 20 % of the speech (a target drawn per conversation) is overlapped.
 - Each speaker gets a level 0-10 dB below the others' best, each turn ±1 dB more.
