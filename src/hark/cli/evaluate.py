@@ -17,8 +17,10 @@ from hark.evaluation.asr import EvalReport, ItemResult, evaluate_asr, read_manif
 from hark.evaluation.diarization import (
     COLLARS,
     DiarizationResult,
+    count_accuracy,
     evaluate_diarization,
     pooled,
+    pooled_overlap_miss,
     read_diarization_manifest,
 )
 from hark.evaluation.scoring import uses_characters
@@ -100,17 +102,19 @@ def evaluate_speakers(manifest: Path, oracle_speakers: bool, json_out: Path | No
     settings = get_settings()
     out = Console(highlight=False)
     table = Table("id", "DER c0", "miss", "false alarm", "confusion", "DER c0.25",
-                  "speakers found/ref", "x RT", box=None)
+                  "overlap miss", "speakers found/ref", "x RT", box=None)
 
     def show(result: DiarizationResult) -> None:
         if result.error is not None:
-            table.add_row(result.item.id, "-", "-", "-", "-", "-", "-", "-")
+            table.add_row(result.item.id, "-", "-", "-", "-", "-", "-", "-", "-")
             err.print(f"error: {result.item.id}: {result.error}", markup=False)
             return
         c0, c25 = result.components["collar 0"], result.components["collar 0.25"]
+        overlap = (f"{result.overlap_missed_seconds / result.overlap_seconds:.3f}"
+                   if result.overlap_seconds else "-")
         table.add_row(result.item.id, f"{c0['der']:.3f}", f"{c0['miss']:.3f}",
                       f"{c0['false_alarm']:.3f}", f"{c0['confusion']:.3f}", f"{c25['der']:.3f}",
-                      f"{result.found_speakers}/{result.reference_speakers}",
+                      overlap, f"{result.found_speakers}/{result.reference_speakers}",
                       f"{result.speed:.1f}")
 
     try:
@@ -126,14 +130,22 @@ def evaluate_speakers(manifest: Path, oracle_speakers: bool, json_out: Path | No
     for name, row in summary.items():
         out.print(f"overall DER ({name}): {row['der']:.3f} (miss {row['miss']:.3f}, "
                   f"false alarm {row['false_alarm']:.3f}, confusion {row['confusion']:.3f})")
+    right = sum(r.count_right for r in results)
+    out.print(f"speaker count right: {right}/{len(results)} ({count_accuracy(results):.3f})")
+    overlap_missed = pooled_overlap_miss(results)
+    if overlap_missed is not None:
+        out.print(f"overlap miss: {overlap_missed:.3f} of the reference's overlapped speech")
     audio = sum(r.duration for r in results if r.error is None)
     spent = sum(r.seconds for r in results if r.error is None)
     out.print(f"speed: {audio:.1f} s of audio in {spent:.1f} s = "
               f"{audio / spent if spent else 0:.1f}x real time")
     if json_out is not None:
-        report = {"summary": summary, "items": [
+        report = {"summary": summary, "speaker_count_accuracy": count_accuracy(results),
+                  "overlap_miss": overlap_missed, "items": [
             {"id": r.item.id, "components": r.components, "found_speakers": r.found_speakers,
              "reference_speakers": r.reference_speakers, "duration": r.duration,
+             "overlap_seconds": r.overlap_seconds,
+             "overlap_missed_seconds": r.overlap_missed_seconds,
              "seconds": r.seconds, "error": r.error} for r in results]}
         json_out.write_text(json.dumps(report, indent=2))
     if any(r.error for r in results):

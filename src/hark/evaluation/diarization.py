@@ -4,6 +4,10 @@ A manifest line holds `id`, `audio`, `rttm` (paths relative to the manifest's fo
 or its parent), optionally `num_speakers` and `uem` ([start, end] of the scored
 region). DER comes from pyannote.metrics, at collar 0 and at ±0.25 s (its `collar`
 is the total width removed around each reference boundary, so 0.5).
+
+Besides DER: whether the speaker count is right, and the overlap miss: the share of
+the reference's overlapped speech (two or more people at once, inside the scored
+region) where the diarizer marks fewer than two speakers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hark.config import Settings
 from hark.errors import HarkError, MissingDependencyError
 from hark.evaluation.manifest import find_file, read_rows
@@ -22,6 +28,7 @@ from hark.pipeline.diarization.base import Diarization, DiarizationOptions
 from hark.pipeline.run import diarize_file
 
 COLLARS = {"collar 0": 0.0, "collar 0.25": 0.5}
+_FRAME_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,15 @@ class DiarizationResult:
     duration: float = 0.0
     seconds: float = 0.0
     components: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Seconds of the reference's overlapped speech, and of it where the diarizer
+    # marks fewer than two speakers.
+    overlap_seconds: float = 0.0
+    overlap_missed_seconds: float = 0.0
     error: str | None = None
+
+    @property
+    def count_right(self) -> bool:
+        return self.error is None and self.found_speakers == self.reference_speakers
 
     @property
     def speed(self) -> float:
@@ -109,6 +124,47 @@ def score(
     return out
 
 
+def _speaker_counts(turns: list[tuple[float, float]], uem: tuple[float, float]
+                    ) -> np.ndarray:
+    """How many of `turns` cover each 10 ms frame of `uem`."""
+    frames = max(0, round((uem[1] - uem[0]) / _FRAME_SECONDS))
+    edges = np.zeros(frames + 1, dtype=np.int64)
+    for start, end in turns:
+        first = min(frames, max(0, round((start - uem[0]) / _FRAME_SECONDS)))
+        last = min(frames, max(0, round((end - uem[0]) / _FRAME_SECONDS)))
+        if last > first:
+            edges[first] += 1
+            edges[last] -= 1
+    return np.cumsum(edges)[:frames]
+
+
+def overlap_miss(reference: list[tuple[float, float, str]], hypothesis: Diarization,
+                 uem: tuple[float, float]) -> tuple[float, float]:
+    """(seconds of reference overlap, seconds of it the hypothesis marks as one voice
+    or none)."""
+    ref = _speaker_counts(_merged_per_speaker(reference), uem)
+    hyp = _speaker_counts(_merged_per_speaker(
+        [(t.start, t.end, t.speaker) for t in hypothesis.turns]), uem)
+    overlapped = ref >= 2
+    missed = overlapped & (hyp < 2)
+    return (float(np.count_nonzero(overlapped)) * _FRAME_SECONDS,
+            float(np.count_nonzero(missed)) * _FRAME_SECONDS)
+
+
+def _merged_per_speaker(turns: list[tuple[float, float, str]]) -> list[tuple[float, float]]:
+    """Each speaker's turns with their own overlaps merged, so a speaker counts once."""
+    out: list[tuple[float, float]] = []
+    for speaker in {s for _, _, s in turns}:
+        spans: list[list[float]] = []
+        for start, end, _ in sorted(t for t in turns if t[2] == speaker):
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        out += [(a, b) for a, b in spans]
+    return out
+
+
 def evaluate_diarization(
     items: list[DiarizationItem], settings: Settings, oracle_speakers: bool = False,
     on_result: Callable[[DiarizationResult], None] | None = None,
@@ -125,7 +181,10 @@ def evaluate_diarization(
             diarization = diarize_file(item.audio, options, settings)
             result.seconds = time.perf_counter() - started
             result.found_speakers = len(diarization.speakers)
-            result.components = score(reference, diarization, item.uem or (0.0, result.duration))
+            region = item.uem or (0.0, result.duration)
+            result.components = score(reference, diarization, region)
+            result.overlap_seconds, result.overlap_missed_seconds = overlap_miss(
+                reference, diarization, region)
         except HarkError as exc:
             result.error = f"{exc.code}: {exc.message}"
         results.append(result)
@@ -145,3 +204,16 @@ def pooled(results: list[DiarizationResult], collar: str) -> dict[str, float]:
                  for r in scored) / total
         for key in ("der", "miss", "false_alarm", "confusion")
     }
+
+
+def count_accuracy(results: list[DiarizationResult]) -> float:
+    """The share of scored items whose speaker count was found right."""
+    scored = [r for r in results if r.error is None]
+    return sum(r.count_right for r in scored) / len(scored) if scored else 0.0
+
+
+def pooled_overlap_miss(results: list[DiarizationResult]) -> float | None:
+    """Missed share of all reference overlap; None when the references hold none."""
+    total = sum(r.overlap_seconds for r in results if r.error is None)
+    missed = sum(r.overlap_missed_seconds for r in results if r.error is None)
+    return missed / total if total else None
