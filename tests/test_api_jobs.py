@@ -341,7 +341,7 @@ def test_result_in_every_format(svc: Service, diarized: dict[str, Any], fmt: str
 
 def test_unknown_result_format(svc: Service, diarized: dict[str, Any]) -> None:
     response = svc.client.get(f"{JOBS}/{diarized['id']}/result", params={"format": "docx"})
-    assert_error(response, 422, "INVALID_OPTION", "format")
+    assert_error(response, 422, "INVALID_REQUEST", "format")
 
 
 def test_cancel_queued_and_running_jobs(svc: Service) -> None:
@@ -572,7 +572,7 @@ def test_list_pages_newest_first_and_filters_by_status(svc: Service) -> None:
     ({"cursor": "not-a-cursor"}, "INVALID_OPTION", "cursor"),
     # base64 of '["not a date", 1]': decodes, but is no position in the list
     ({"cursor": "WyJub3QgYSBkYXRlIiwgMV0"}, "INVALID_OPTION", "cursor"),
-    ({"status": "done"}, "INVALID_OPTION", "status"),
+    ({"status": "done"}, "INVALID_REQUEST", "status"),
     ({"limit": "0"}, "INVALID_REQUEST", "limit"),
     ({"limit": "201"}, "INVALID_REQUEST", "limit"),
     ({"limit": "many"}, "INVALID_REQUEST", "limit"),

@@ -9,9 +9,10 @@ from hark.config import Settings
 from hark.errors import UnsupportedLanguageError
 from hark.evaluation.scoring import count_errors
 from hark.pipeline.audio import load_audio
-from hark.pipeline.engines.pocketsphinx import PocketsphinxEngine
+from hark.pipeline.engines.pocketsphinx import PocketsphinxEngine, to_pcm16
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio, transcribe_file
+from hark.pipeline.samples import PCM16_SCALE
 from hark.pipeline.vad import VadOptions, speech_chunks
 
 
@@ -102,3 +103,13 @@ def test_silence_gives_an_empty_transcript(settings: Settings) -> None:
     assert transcript.segments == [] and transcript.text == ""
     assert transcript.model == "pocketsphinx/en-us"
     assert transcript.duration == 5.0
+
+
+def test_decoded_samples_reach_the_recogniser_as_their_own_integers() -> None:
+    """16-bit audio decodes to value / 32768; the recogniser must get back each original value."""
+    original = np.array([-32768, -32767, -3, -1, 0, 1, 2, 3, 12345, 32767], dtype="<i2")
+    samples = (original.astype(np.float32) / PCM16_SCALE).astype(np.float32)
+    assert np.array_equal(np.frombuffer(to_pcm16(samples), dtype="<i2"), original)
+    # Out-of-range floats saturate instead of wrapping around.
+    clipped = np.frombuffer(to_pcm16(np.array([1.5, -1.5], dtype=np.float32)), dtype="<i2")
+    assert clipped.tolist() == [32767, -32768]

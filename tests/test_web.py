@@ -23,6 +23,8 @@ import pytest
 
 from tests.support.server import HarkServer, create_key
 
+pytestmark = [pytest.mark.browser]
+
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path(os.environ.get("HARK_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -115,7 +117,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     root = tmp_path_factory.mktemp("web")
-    key = create_key(root / "data", name="browser")["key"]
+    key = create_key(root / "data", name="browser", max_priority=10)["key"]
     with HarkServer(root / "data", root / "logs", workers=1) as server, \
             playwright_sync.sync_playwright() as playwright:
         server.start()

@@ -60,11 +60,11 @@ def clean_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, 
 
 
 def create_key(data_dir: Path, *, name: str = "test", tenant: str = "local",
-               cwd: Path | None = None) -> dict[str, str]:
+               cwd: Path | None = None, max_priority: int = 0) -> dict[str, str]:
     """`hark keys create --json` against `data_dir`: id, name, tenant, key, webhook_secret."""
     data_dir.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(hark_command("keys", "create", "--name", name, "--tenant", tenant,
-                                      "--json"),
+                                      "--max-priority", str(max_priority), "--json"),
                          env=clean_env(data_dir), cwd=cwd or data_dir, capture_output=True,
                          text=True, timeout=60, check=True)
     info: dict[str, str] = json.loads(out.stdout)

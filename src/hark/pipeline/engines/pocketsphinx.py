@@ -20,7 +20,7 @@ from hark.errors import UnsupportedLanguageError, WorkerLostError
 from hark.pipeline.engines import sphinx_worker
 from hark.pipeline.engines.base import Recognition
 from hark.pipeline.options import TranscribeOptions
-from hark.pipeline.samples import SampleSource
+from hark.pipeline.samples import PCM16_SCALE, SampleSource
 from hark.pipeline.transcript import Segment, Word, join_words
 from hark.pipeline.vad import Chunk
 
@@ -145,7 +145,10 @@ class PocketsphinxEngine:
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
-    pcm: bytes = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    # Decoded samples sit on the 16-bit grid (value / PCM16_SCALE); rounding returns each to
+    # its own integer, where truncation would shift every other one down by one step.
+    pcm: bytes = np.rint(np.clip(samples, -1.0, 1.0) * PCM16_SCALE).clip(-32768, 32767) \
+        .astype("<i2").tobytes()
     return pcm
 
 
