@@ -33,6 +33,8 @@ from hark.db import models as _models  # noqa: F401  (every table on Base.metada
 from hark.db.migrate import MIGRATIONS_DIR, include_name
 from hark.errors import DatabaseError, MissingDependencyError, SchemaMismatchError
 
+pytestmark = [pytest.mark.services]
+
 POSTGRES_SERVER_URL = os.environ.get(
     "HARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

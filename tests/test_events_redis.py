@@ -21,6 +21,8 @@ from hark.events.redis import RedisBus, RedisWorkerChannel
 from tests.support.common import free_port
 from tests.support.redis_server import RedisServer
 
+pytestmark = [pytest.mark.services]
+
 WAIT = 10.0
 
 

@@ -57,6 +57,8 @@ from tests.support.scaled import (
 from tests.support.server import clean_env, hark_command
 from tests.test_db import throwaway_postgres
 
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
 # --- fixtures ----------------------------------------------------------------------------
 
 

@@ -39,6 +39,8 @@ from tests.support.jobs import (
 )
 from tests.support.server import HarkServer, create_key
 
+pytestmark = [pytest.mark.slow]
+
 ANONYMOUS = {"HARK_ALLOW_ANONYMOUS": "true"}
 
 

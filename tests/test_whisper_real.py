@@ -36,7 +36,7 @@ from hark.pipeline.run import Hooks, transcribe_audio, transcribe_file
 from hark.pipeline.transcript import Segment, Transcript
 from hark.pipeline.vad import VadOptions
 
-pytestmark = pytest.mark.corpus
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 # Short English items (each under 6 s): enough words to bound the error rate, quick.
 SHORT_SECONDS = 6.0
