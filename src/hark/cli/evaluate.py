@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,9 +27,22 @@ from hark.evaluation.diarization import (
 )
 from hark.evaluation.scoring import uses_characters
 from hark.pipeline.diarization.select import diarizer_cache
+from hark.pipeline.engines.cache import ModelCache
 from hark.pipeline.engines.select import engine_cache
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.vad import VadOptions
+
+
+@contextmanager
+def _failing_cleanly(models: ModelCache[Any]) -> Iterator[None]:
+    """Ends the command with the error's message on a HarkError; frees the loaded
+    models either way."""
+    try:
+        yield
+    except HarkError as exc:
+        fail(exc)
+    finally:
+        models.clear()
 
 
 def evaluate(
@@ -54,7 +69,7 @@ def evaluate(
         evaluate_speakers(manifest, oracle_speakers, json_out)
         return
     wanted = {x.strip() for x in languages.split(",")} if languages else None
-    try:
+    with _failing_cleanly(engine_cache(settings)):
         items = read_manifest(manifest, wanted)
         options = TranscribeOptions(model=model, vad=None if no_vad else VadOptions(),
                                     beam_size=beam_size, batch_size=batch_size)
@@ -73,10 +88,6 @@ def evaluate(
 
         with err.status(f"Evaluating {len(items)} items"):
             report = evaluate_asr(items, options, settings, on_result=show)
-    except HarkError as exc:
-        fail(exc)
-    finally:
-        engine_cache(settings).clear()
     out.print(f"Model: {report.model}")
     out.print(table)
     print_summary(out, report)
@@ -117,14 +128,10 @@ def evaluate_speakers(manifest: Path, oracle_speakers: bool, json_out: Path | No
                       overlap, f"{result.found_speakers}/{result.reference_speakers}",
                       f"{result.speed:.1f}")
 
-    try:
+    with _failing_cleanly(diarizer_cache(settings)):
         items = read_diarization_manifest(manifest)
         with err.status(f"Diarizing {len(items)} items"):
             results = evaluate_diarization(items, settings, oracle_speakers, on_result=show)
-    except HarkError as exc:
-        fail(exc)
-    finally:
-        diarizer_cache(settings).clear()
     out.print(table)
     summary = {name: pooled(results, name) for name in COLLARS}
     for name, row in summary.items():

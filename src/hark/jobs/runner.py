@@ -125,21 +125,20 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
     watch.start()
     loads_before = engine_cache(ctx.settings).loads
     try:
-        transcript = _transcribe(ctx, claim, job, watch)
+        try:
+            transcript = _transcribe(ctx, claim, job, watch)
+        finally:
+            watch.stop()
     except ShutdownRequested:
-        watch.stop()
         outcome.handed_back(ctx, claim)
         return
     except CanceledError:
-        watch.stop()
         # Canceled or taken over: whoever changed the job has told its subscribers.
         return
     except OUTAGES:
-        watch.stop()
         outcome.handed_back(ctx, claim)
         raise
     except WorkerLostError:
-        watch.stop()
         # A decoder process died (killed, out of memory): the engine is dropped so the
         # next job starts a fresh pool, and this one runs again.
         log.warning("job %s: a decoder process died; the job will run again", claim.job_id)
@@ -147,11 +146,9 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
         outcome.crashed(ctx, claim, "a decoder process died")
         return
     except HarkError as exc:
-        watch.stop()
         outcome.failed(ctx, claim, job.model, exc, job.has_webhook)
         return
     except Exception as exc:  # a bug or an engine crash: fail the job, keep the worker
-        watch.stop()
         if isinstance(exc, ctx.timeout_errors):
             error: HarkError = JobTimeoutError("the job ran past its time limit")
         else:
@@ -159,7 +156,6 @@ def run_job(ctx: WorkerContext, claim: Claim, job: _Snapshot) -> None:
             error = HarkError(f"internal error: {type(exc).__name__}: {exc}")
         outcome.failed(ctx, claim, job.model, error, job.has_webhook)
         return
-    watch.stop()
     if engine_cache(ctx.settings).loads > loads_before:
         ctx.channel.model_loaded(transcript.model)
     try:

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from hark.errors import UnsupportedLanguageError
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.samples import SampleSource
 from hark.pipeline.transcript import Segment
@@ -54,3 +55,13 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model; the cache calls this on eviction."""
         ...
+
+
+def check_english_only(options: TranscribeOptions, language_error: str,
+                       translate_error: str) -> None:
+    """What an English-only engine refuses: a language other than English (with
+    `language_error`) and translation (with `translate_error`)."""
+    if options.language not in (None, "en"):
+        raise UnsupportedLanguageError(language_error, field="language")
+    if options.task == "translate":
+        raise UnsupportedLanguageError(translate_error, field="task")

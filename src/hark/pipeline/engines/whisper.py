@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from hark.errors import UnsupportedLanguageError
 from hark.pipeline.audio import SAMPLE_RATE
-from hark.pipeline.engines.base import Recognition
+from hark.pipeline.engines.base import Recognition, check_english_only
 from hark.pipeline.engines.whisper_segments import convert_segments
 from hark.pipeline.engines.whisper_sequential import decode_sequential
 from hark.pipeline.options import TranscribeOptions
@@ -135,13 +134,11 @@ class WhisperEngine:
     def check(self, options: TranscribeOptions) -> None:
         if self.multilingual:
             return
-        if options.language not in (None, "en"):
-            raise UnsupportedLanguageError(
-                f"{self.name} is an English-only model; it cannot transcribe "
-                f"language {options.language!r}", field="language")
-        if options.task == "translate":
-            raise UnsupportedLanguageError(
-                f"{self.name} is an English-only model; it cannot translate", field="task")
+        check_english_only(
+            options,
+            f"{self.name} is an English-only model; it cannot transcribe "
+            f"language {options.language!r}",
+            f"{self.name} is an English-only model; it cannot translate")
 
     def decode_kwargs(self, options: TranscribeOptions) -> dict[str, Any]:
         """The faster-whisper keyword arguments for these options (shared by both decoders)."""
