@@ -38,18 +38,30 @@ except HarkError as exc:
 """
 
 
+# Run between the test process and the child. Linux hands a process the peak RSS of the
+# program it replaced at exec, so a child started straight from this (possibly large)
+# test process would report at least this process's own peak; started from a small
+# interpreter, it reports its own.
+_LAUNCHER = """
+import os, sys
+child = os.fork()
+if child == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(child, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss(command: list[str], env: dict[str, str]) -> tuple[int, str, str, int]:
     """Run `command`; its exit status, output, and peak resident memory in bytes."""
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
-        # wait4 gives this child's own peak (ru_maxrss, KiB on Linux), unlike
-        # RUSAGE_CHILDREN, which keeps the largest of every child this process had.
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        stdout.seek(0)
-        stderr.seek(0)
-        return (child.returncode, stdout.read().decode(), stderr.read().decode(),
-                usage.ru_maxrss * 1024)
+    with tempfile.TemporaryDirectory() as folder:
+        peak_file = Path(folder) / "peak"
+        done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(peak_file), *command],
+                              capture_output=True, env=env, check=False)
+        return (done.returncode, done.stdout.decode(), done.stderr.decode(),
+                int(peak_file.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +161,11 @@ def test_an_mp3_behind_a_250_mb_id3_tag(inputs: Path, child_env: dict[str, str])
 
 def _syncsafe(size: int) -> bytes:
     return bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+
+
+def test_a_small_child_of_a_large_process_reports_its_own_peak() -> None:
+    """The measurement itself: this process grows past the limit, the child stays small."""
+    ballast = np.ones(MAX_RSS_BYTES // 8 + (64 << 20), dtype=np.float64)
+    code, _, _, peak = peak_rss([sys.executable, "-c", "pass"], dict(os.environ))
+    assert code == 0 and ballast.sum() > 0
+    assert peak < 200 << 20, peak
