@@ -65,7 +65,7 @@ def speech_regions(audio: SampleSource, settings: SileroSettings,
     length = int(audio.shape[0])
     if length == 0:
         return []
-    scorer = _Scorer()
+    scorer = SileroScorer()
     tracker = _Hysteresis(settings)
     block = block_windows * WINDOW_SAMPLES
     # faster-whisper pads the recording to whole windows, with a whole window of
@@ -87,7 +87,7 @@ def speech_regions(audio: SampleSource, settings: SileroSettings,
     return _padded(tracker.finish(length), settings, length)
 
 
-class _Scorer:
+class SileroScorer:
     """Silero's per-window speech probabilities, block after block, its state carried."""
 
     def __init__(self) -> None:
