@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_max_attempts: int = Field(default=6, ge=1)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Live transcription (WS /api/v1/live): streams at once in this process and per
+    # tenant, silence from the client that ends a stream, and the longest stream.
+    live_max_streams: int = Field(default=4, ge=0)
+    live_max_streams_per_tenant: int = Field(default=2, ge=0)
+    live_idle_seconds: float = Field(default=30.0, gt=0)
+    live_max_seconds: float = Field(default=4 * 3600.0, gt=0)
+    live_max_frame_bytes: int = Field(default=1 << 20, gt=0)
 
     @property
     def models_path(self) -> Path:

@@ -32,13 +32,16 @@
     │   ├── UploadTooLargeError            PAYLOAD_TOO_LARGE    413
     │   ├── UrlNotAllowedError             URL_NOT_ALLOWED      422
     │   ├── FetchError                     FETCH_FAILED         422
-    │   └── HostNotAllowedError            HOST_NOT_ALLOWED     400
+    │   ├── HostNotAllowedError            HOST_NOT_ALLOWED     400
+    │   ├── LiveIdleError                  LIVE_IDLE            408
+    │   └── FrameTooLargeError             FRAME_TOO_LARGE      413
     ├── AuthenticationError                UNAUTHORIZED         401
     │   └── MediaLinkError                 MEDIA_LINK_INVALID   401
     ├── PermissionDeniedError              FORBIDDEN            403
     │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
     │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
+    ├── LiveStreamsFullError               LIVE_STREAMS_FULL    429
     ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
     │   └── SchemaMismatchError            SCHEMA_MISMATCH      503
@@ -281,6 +284,25 @@ class OperatorOnlyError(PermissionDeniedError):
 class QueueFullError(HarkError):
     code = "QUEUE_FULL"
     status_code = 429
+
+
+class LiveStreamsFullError(HarkError):
+    """No live slot free: on the server, or for the caller's tenant."""
+
+    code = "LIVE_STREAMS_FULL"
+    status_code = 429
+
+
+class LiveIdleError(RequestError):
+    """A live stream's client sent nothing for too long."""
+
+    code = "LIVE_IDLE"
+    status_code = 408
+
+
+class FrameTooLargeError(RequestError):
+    code = "FRAME_TOO_LARGE"
+    status_code = 413
 
 
 class StorageError(HarkError):

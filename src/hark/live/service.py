@@ -1,0 +1,141 @@
+"""One live stream's work, free of any web framework: options checked, PCM16 frames
+turned into 16 kHz samples, the pipeline's `LiveTranscriber` run, events made into
+messages; and the slots that bound how many streams run at once.
+
+Live sessions run in the API process that accepted the socket (in scaled mode, in
+each API replica), never through the job queue: a stream needs answers within a
+second, and the model it uses stays loaded in that process's model cache.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hark.errors import LiveStreamsFullError, OptionError
+from hark.pipeline.live import LiveEvent, LiveTranscriber
+from hark.pipeline.samples import PCM16_SCALE
+from hark.pipeline.transcript import Segment
+
+SAMPLE_RATE = 16000
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+ENCODINGS = ("pcm16",)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    model: str | None = None
+    language: str | None = None
+    sample_rate: int = SAMPLE_RATE
+    encoding: str = "pcm16"
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> StreamOptions:
+        unknown = sorted(set(query) - {"model", "language", "sample_rate", "encoding",
+                                       "api_key"})
+        if unknown:
+            raise OptionError(f"Unknown option {unknown[0]!r}", field=unknown[0][:64])
+        for name in ("model", "language", "encoding"):
+            if len(query.get(name, "")) > 128:
+                raise OptionError(f"{name} is too long", field=name)
+        rate = query.get("sample_rate", str(SAMPLE_RATE))
+        if not rate.isdigit() or int(rate) not in SAMPLE_RATES:
+            raise OptionError("sample_rate must be one of "
+                              + ", ".join(map(str, SAMPLE_RATES)), field="sample_rate")
+        encoding = query.get("encoding", "pcm16")
+        if encoding not in ENCODINGS:
+            raise OptionError("encoding must be pcm16 (16-bit little-endian mono)",
+                              field="encoding")
+        return cls(model=query.get("model") or None, language=query.get("language") or None,
+                   sample_rate=int(rate), encoding=encoding)
+
+
+class Pcm16Decoder:
+    """Little-endian 16-bit mono frames at any listed rate → float32 at 16 kHz.
+
+    A frame may end inside a sample: its odd byte waits for the next frame. Resampling
+    keeps its filter state from frame to frame, so frame boundaries leave no trace."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._carry = b""
+        self._resampler: Any = None
+        if sample_rate != SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+
+    def decode(self, frame: bytes, *, last: bool = False) -> np.ndarray:
+        data = self._carry + frame
+        whole = len(data) // 2 * 2
+        self._carry = data[whole:]
+        samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / PCM16_SCALE
+        if self._resampler is None:
+            return samples
+        out: np.ndarray = self._resampler.resample_chunk(samples, last=last)
+        return out.astype(np.float32, copy=False)
+
+
+@dataclass
+class LiveSlots:
+    """How many streams run now, on this process and per tenant."""
+
+    per_server: int
+    per_tenant: int
+    active: Counter[str] = field(default_factory=Counter)
+
+    def take(self, tenant: str) -> None:
+        if sum(self.active.values()) >= self.per_server:
+            raise LiveStreamsFullError(
+                f"All {self.per_server} live streams of this server are in use; try later")
+        if self.active[tenant] >= self.per_tenant:
+            raise LiveStreamsFullError(
+                f"Your {self.per_tenant} live streams are all in use; close one first")
+        self.active[tenant] += 1
+
+    def give_back(self, tenant: str) -> None:
+        self.active[tenant] -= 1
+        if self.active[tenant] <= 0:
+            del self.active[tenant]
+
+
+class LiveSession:
+    """Frames in, messages out, for one stream."""
+
+    def __init__(self, transcriber: LiveTranscriber, options: StreamOptions) -> None:
+        self.transcriber = transcriber
+        self.decoder = Pcm16Decoder(options.sample_rate)
+
+    @property
+    def seconds(self) -> float:
+        return self.transcriber.received / SAMPLE_RATE
+
+    def feed(self, frame: bytes) -> list[dict[str, Any]]:
+        return [message(e) for e in self.transcriber.feed(self.decoder.decode(frame))]
+
+    def finish(self) -> list[dict[str, Any]]:
+        tail = self.transcriber.feed(self.decoder.decode(b"", last=True))
+        return [message(e) for e in tail + self.transcriber.finish()]
+
+
+def message(event: LiveEvent) -> dict[str, Any]:
+    """An event as the socket sends it."""
+    body: dict[str, Any] = {"type": event.kind, "time": round(event.time, 3)}
+    if event.segment is not None:
+        body["segment"] = segment_body(event.segment)
+    if event.kind == "partial" and event.segment is not None:
+        body["stable_words"] = event.stable
+    return body
+
+
+def segment_body(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.id, "start": round(segment.start, 3), "end": round(segment.end, 3),
+        "text": segment.text,
+        "confidence": None if segment.confidence is None else round(segment.confidence, 4),
+        "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+                   "probability": None if w.probability is None else round(w.probability, 4),
+                   "leading_space": w.leading_space} for w in segment.words],
+    }
