@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from hark import __version__
-from hark.cli import db, evaluate, keys, models, serve, speakers, transcribe, worker
+from hark.cli import db, evaluate, keys, live, models, serve, speakers, transcribe, worker
 from hark.cli.base import HarkTyper
 
 app = HarkTyper(
@@ -17,6 +17,7 @@ app = HarkTyper(
 )
 app.command("transcribe")(transcribe.transcribe)
 app.command("demo")(transcribe.demo)
+app.command("live")(live.live)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(models.app, name="models")
 app.add_typer(speakers.app, name="speakers")

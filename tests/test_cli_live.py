@@ -1,0 +1,75 @@
+"""`hark live` on a corpus recording: from a file, and as raw PCM on standard input."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+import srt
+from typer.testing import CliRunner
+
+from hark.cli import app
+from hark.config import get_settings
+from hark.evaluation.scoring import count_errors
+from hark.pipeline.audio import SAMPLE_RATE, load_audio
+
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
+
+REFERENCE = ("and so my fellow americans ask not what your country can do for you ask what "
+             "you can do for your country")
+FINAL = re.compile(r"^\[\s*([\d.]+) → \s*([\d.]+)\] (.+)$")
+
+
+@pytest.fixture
+def whisper_env(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HARK_MODEL_PACKAGES", "true")
+    get_settings.cache_clear()
+    return cli_env
+
+
+def finals(output: str) -> list[tuple[float, float, str]]:
+    found = [FINAL.match(line) for line in output.splitlines()]
+    return [(float(m[1]), float(m[2]), m[3]) for m in found if m]
+
+
+def test_a_file_is_printed_phrase_by_phrase_and_written(whisper_env: Path, corpus_dir: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "speech.srt"
+    result = CliRunner().invoke(app, ["live", str(corpus_dir / "asr" / "jfk_inaugural_1961.flac"),
+                                      "-m", "tiny.en", "-l", "en", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = finals(result.stdout)
+    assert len(lines) >= 2
+    assert [s for s, _, _ in lines] == sorted(s for s, _, _ in lines)
+    text = " ".join(t for _, _, t in lines)
+    assert count_errors(REFERENCE, text, "en").rate <= 0.15, text
+    cues = list(srt.parse(out.read_text()))
+    assert [c.content for c in cues] == [t for _, _, t in lines]
+
+
+def test_standard_input_at_eight_kilohertz(whisper_env: Path, corpus_dir: Path) -> None:
+    audio = load_audio(corpus_dir / "asr" / "jfk_inaugural_1961.flac")[1]
+    narrow = soxr.resample(audio, SAMPLE_RATE, 8000)
+    pcm = (np.clip(narrow, -1, 1) * 32767).astype("<i2").tobytes()
+    result = CliRunner().invoke(app, ["live", "-", "-m", "tiny.en", "-l", "en",
+                                      "--sample-rate", "8000"], input=pcm)
+    assert result.exit_code == 0, result.output
+    text = " ".join(t for _, _, t in finals(result.stdout))
+    assert count_errors(REFERENCE, text, "en").rate <= 0.2, text
+    assert max(e for _, e, _ in finals(result.stdout)) <= len(narrow) / 8000 + 0.1
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["-", "--sample-rate", "5"], 2, "--sample-rate must be one of"),
+    (["x.wav", "-o", "out.docx"], 2, "cannot tell the format"),
+    (["missing.wav", "-m", "pocketsphinx"], 1, "FILE_NOT_FOUND"),
+    (["-", "-m", "pocketsphinx", "-l", "de"], 1, "UNSUPPORTED_LANGUAGE"),
+])
+def test_bad_invocations_fail_with_a_message(cli_env: Path, args: list[str], code: int,
+                                             message: str) -> None:
+    result = CliRunner().invoke(app, ["live", *args], input=b"")
+    assert result.exit_code == code, result.output
+    assert message in result.output
