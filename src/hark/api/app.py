@@ -51,13 +51,14 @@ def create_app(
     from hark.jobs.feed_endpoints import router as feed_router
     from hark.live.endpoints import router as live_router
     from hark.openai_api.endpoints import router as openai_router
+    from hark.openai_api.realtime_endpoints import router as realtime_router
     from hark.speakers.endpoints import router as speakers_router
     from hark.transcripts.endpoints import router as transcripts_router
     from hark.web import install as install_web
     from hark.web.docs import install_docs
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
-                   transcripts_router, feed_router, live_router):
+                   transcripts_router, feed_router, live_router, realtime_router):
         app.include_router(router)
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/

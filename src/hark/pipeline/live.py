@@ -158,6 +158,13 @@ class LiveTranscriber:
             events += self._advance()
         return events
 
+    def clear(self) -> None:
+        """Forget the utterance in progress and any audio held for it."""
+        self._tracker.in_speech = False
+        self._pieces, self._buffered = [], 0
+        self._committed, self._spoken, self._previous = [], [], []
+        self._pre_roll.clear()
+
     def finish(self) -> list[LiveEvent]:
         """The stream has ended: give out what is left of the utterance in progress."""
         events: list[LiveEvent] = []
