@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +20,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser import CHROMIUM, TIMEOUT_MS, wait_until
 from tests.support.server import HarkServer, create_key
 
 pytestmark = [pytest.mark.browser]
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path(os.environ.get("HARK_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts" / "web"
 FALLBACK = Path(__file__).parent / "fixtures" / "conversations" / "two_voices.ogg"
 CORPUS_ITEM = "asr/jfk_inaugural_1961.flac"
-TIMEOUT_MS = 30_000
+
 
 
 def _corpus_recording() -> Path:
@@ -71,22 +70,6 @@ class Web:
                    "([t, tol]) => { const p = document.getElementById('player');"
                    " return p && p.readyState >= 1 && Math.abs(p.currentTime - t) <= tol; }",
                    [seconds, tolerance])
-
-
-def wait_until(page: Any, function: str, arg: Any = None,
-               timeout: float = TIMEOUT_MS / 1000) -> None:
-    """Poll a JavaScript function in the page until it returns something truthy.
-
-    Playwright's own `wait_for_function` re-evaluates its predicate with `eval` from
-    animation-frame callbacks, which the page's Content-Security-Policy (no
-    'unsafe-eval') rightly refuses; `evaluate` calls are compiled by the DevTools
-    protocol instead, so polling from here tests the page under its real policy.
-    """
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(function, arg):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {function}")
-        time.sleep(0.05)
 
 
 def _watch(page: Any, web: Web) -> None:

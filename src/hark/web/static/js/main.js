@@ -4,12 +4,14 @@
 
 import { ApiError, getJson, getKey, setKey } from "./api.js";
 import { Jobs } from "./jobs.js";
+import { Live } from "./live.js";
 import { Reader } from "./reader.js";
 import { Search } from "./search.js";
 import { announce, hideError, showError } from "./util.js";
 
 const reader = new Reader({ onClose: () => go(null) });
 const jobs = new Jobs({ onOpen: (id) => go(id) });
+new Live();
 new Search({ onPick: (hit) => go(hit.job_id, { segment: hit.segment_id, t: hit.start }) });
 
 function go(jobId, params = {}) {
