@@ -32,7 +32,7 @@ from types import TracebackType
 import httpx
 import psutil
 
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 
 WATCH_SECONDS = 0.2
 BIND_ATTEMPTS = 3
@@ -137,21 +137,25 @@ class HarkServer:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
+        process = self.process
         last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerExited(f"hark serve exited with {self.process.returncode}:\n"
+
+        def ready() -> bool:
+            nonlocal last
+            if process.poll() is not None:
+                raise ServerExited(f"hark serve exited with {process.returncode}:\n"
                                    f"{self.log_tail()}")
             try:
                 response = httpx.get(self.url("/health/ready"), timeout=2.0, trust_env=False)
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text}"
             except httpx.HTTPError as exc:
                 last = repr(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"hark serve not ready after {timeout} s ({last}):\n{self.log_tail()}")
+                return False
+            last = f"{response.status_code} {response.text}"
+            return response.status_code == 200
+
+        if not wait_for(ready, timeout, interval=0.1):
+            raise RuntimeError(f"hark serve not ready after {timeout} s ({last}):\n"
+                               f"{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL the server process only, as a crash would; its children are left."""
