@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.common import wait_for
 from tests.support.server import HarkServer, create_key
 
 pytestmark = [pytest.mark.browser]
@@ -82,11 +82,7 @@ def wait_until(page: Any, function: str, arg: Any = None,
     'unsafe-eval') rightly refuses; `evaluate` calls are compiled by the DevTools
     protocol instead, so polling from here tests the page under its real policy.
     """
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(function, arg):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {function}")
-        time.sleep(0.05)
+    wait_for(lambda: page.evaluate(function, arg), timeout, message=f"waiting for {function}")
 
 
 def _watch(page: Any, web: Web) -> None:
