@@ -11,7 +11,6 @@ replicas: a job submitted through one is announced to the feed of the other.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from hark.events.memory import InProcessBus
 from hark.events.redis import RedisBus
 from hark.jobs import feed, feed_endpoints
+from tests.support.common import wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.service import (
     API,
@@ -87,10 +87,8 @@ def wait_unsubscribed(svc: Service, tenant: str) -> None:
     """The server let go of every feed subscription of `tenant`."""
     bus = svc.state.bus
     assert isinstance(bus, InProcessBus)
-    deadline = time.monotonic() + WAIT
-    while bus.subscriber_count(feed.channel(tenant)):
-        assert time.monotonic() < deadline, "a feed subscription outlived its client"
-        time.sleep(0.02)
+    wait_for(lambda: bus.subscriber_count(feed.channel(tenant)) == 0, WAIT, interval=0.02,
+             message="a feed subscription outlived its client")
 
 
 # --- who may listen -----------------------------------------------------------------------

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -33,6 +32,7 @@ from hark.api.request_id import (
     request_id_from_scope,
 )
 from hark.logs import configure_logging, get_logger
+from tests.support.common import wait_for
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 ReadLines = Callable[[], list[dict[str, Any]]]
@@ -312,10 +312,7 @@ class _ServerThread:
 
     def __enter__(self) -> int:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        wait_for(lambda: self.server.started, interval=0.01, message="uvicorn did not start")
         port: int = self.server.servers[0].sockets[0].getsockname()[1]
         return port
 

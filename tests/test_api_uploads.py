@@ -10,7 +10,6 @@ before any byte is sent to them, also behind a redirect, and a server on 127.0.0
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.common import wait_for
+from tests.support.common import returns_within, wait_for
 from tests.support.http_servers import ScriptedServer, redirect, respond, stream, trickle
 from tests.support.service import (
     API,
@@ -364,14 +363,16 @@ def test_slow_sources_never_slow_the_api(svc: Service, source: ScriptedServer) -
             for n in range(50)]
     svc.wait(jobs[0]["id"], until=frozenset({"running"}))
     assert svc.job(jobs[0]["id"])["stage"] == "fetching"
-    latencies = []
-    for _ in range(200):
-        begun = time.perf_counter()
-        assert svc.client.get(f"{JOBS}/{jobs[-1]['id']}").status_code == 200
-        assert svc.client.get(JOBS, params={"limit": 10}).status_code == 200
-        latencies.append(time.perf_counter() - begun)
-    latencies.sort()
-    assert latencies[int(len(latencies) * 0.99) - 1] < 0.1, latencies[-5:]
+
+    def read_statuses() -> None:
+        for _ in range(200):
+            assert svc.client.get(f"{JOBS}/{jobs[-1]['id']}").status_code == 200
+            assert svc.client.get(JOBS, params={"limit": 10}).status_code == 200
+
+    # The bound is the behaviour, and generous (400 reads take a second or two): reads
+    # held up by the fetches would wait on sources that never finish.
+    returns_within(read_statuses, 60, "status reads waited on the slow fetches")
+    assert svc.job(jobs[0]["id"])["stage"] == "fetching"  # all along
     for job in jobs:  # canceled while fetching: the worker lets the source go
         svc.client.delete(f"{JOBS}/{job['id']}", params={"purge": "true"})
     svc.wait(jobs[0]["id"])

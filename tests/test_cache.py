@@ -1,7 +1,10 @@
 import threading
 import time
 
+import pytest
+
 from hark.pipeline.engines.cache import ModelCache
+from tests.support.common import wait_for
 
 
 class FakeModel:
@@ -49,15 +52,24 @@ def test_model_in_use_is_not_evicted() -> None:
     assert a.closed != b.closed
 
 
-def test_idle_models_are_unloaded_by_the_sweeper() -> None:
+def test_idle_models_are_unloaded_by_the_sweeper(monkeypatch: pytest.MonkeyPatch) -> None:
     cache: ModelCache[FakeModel] = ModelCache(max_entries=4, idle_seconds=0.2)
+    sweeps: list[float] = []
+    sweep = cache.sweep
+
+    def recorded_sweep() -> int:
+        sweeps.append(time.monotonic())
+        return sweep()
+
+    monkeypatch.setattr(cache, "sweep", recorded_sweep)
     with cache.use("a", lambda: FakeModel("a")) as a:
-        time.sleep(0.4)
+        held = time.monotonic()
+        # A sweep once the model had sat longer than idle_seconds would unload it, were
+        # it not in use.
+        wait_for(lambda: any(at - held > cache.idle_seconds for at in sweeps),
+                 message="the sweeper did not run")
         assert not a.closed, "a model in use must not be unloaded"
-    deadline = time.monotonic() + 3
-    while not a.closed and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert a.closed
+    wait_for(lambda: a.closed, message="an idle model stayed loaded")
     assert cache.keys() == []
 
 

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from hark.config import Settings
 from hark.jobs.routing import QUEUES
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 from tests.support.deploy import (
     COMPOSE,
     DEPLOY,
@@ -104,15 +103,15 @@ def hark_api(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         process = subprocess.Popen([sys.executable, "-m", "hark", *args], cwd=tmp_path,
                                    env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def live() -> bool:
             assert process.poll() is None, log.read_text()[-2000:]
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}{LIVE}", timeout=1).close()
-                break
             except OSError:
-                assert time.monotonic() < deadline, "hark serve did not start"
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_for(live, 60, interval=0.1, message="hark serve did not start")
         yield port, env
     finally:
         process.terminate()

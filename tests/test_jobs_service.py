@@ -22,6 +22,7 @@ from hark.jobs.routing import QUEUES, parse_queues
 from hark.jobs.schemas import JobOptions
 from hark.jobs.service import Claim, NewMedia
 from hark.storage.local import LocalStorage
+from tests.support.common import wait_for, wait_for_async
 from tests.test_db import throwaway_postgres
 
 
@@ -258,7 +259,8 @@ def test_bus_drops_a_subscriber_that_falls_too_far_behind() -> None:
         subscription = bus.subscribe("j")
         for n in range(20):
             bus.publish("j", {"type": "progress", "n": n})
-        await asyncio.sleep(0.05)
+        await wait_for_async(lambda: bus.subscriber_count() == 0,
+                             message="a subscriber 15 events behind was kept")
         count = 0
         async for _ in subscription:
             count += 1
@@ -279,10 +281,8 @@ def test_owner_gone_sees_dead_and_zombie_workers() -> None:
     assert parse_worker_id(me) == (socket.gethostname(), os.getpid())
     assert not owner_gone(me)
     child = subprocess.Popen(["true"])
-    deadline = time.monotonic() + 5
-    while not owner_gone(f"{socket.gethostname()}/{child.pid}/0"):  # exited, not yet reaped
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for(lambda: owner_gone(f"{socket.gethostname()}/{child.pid}/0"),  # exited, not reaped
+             interval=0.02, message="an exited child still counts as a live worker")
     child.wait()
     assert owner_gone(f"{socket.gethostname()}/{child.pid}/0")
     assert not owner_gone(f"elsewhere/{child.pid}/0")  # another host: its lease decides

@@ -9,7 +9,6 @@ successful fetch, not as a connection error that happens to look like a refusal.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from hark.errors import FetchError, OptionError, UploadTooLargeError, UrlNotAllo
 from hark.net import BlockedAddressError, FetchResult, check_url, fetch, safe_client
 from hark.net.addresses import blocked_reason, is_allowed, parse_networks, refusal
 from hark.net.fetch import disposition_filename, sanitize_filename
+from tests.support.common import returns_within, wait_for
 from tests.support.http_servers import (
     ScriptedServer,
     SniRecorder,
@@ -67,6 +67,20 @@ def forbidden6() -> Iterator[ScriptedServer]:
     with server:
         server.route("/secret", respond(200, b"internal secret"))
         yield server
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every address a socket of this process tries to connect to, from now on."""
+    tried: list[Any] = []
+    connect = socket.socket.connect
+
+    def recording(sock: socket.socket, address: Any) -> None:
+        tried.append(address)
+        connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", recording)
+    return tried
 
 
 @pytest.fixture
@@ -290,15 +304,15 @@ def test_ipv6_loopback_is_refused(forbidden6: ScriptedServer) -> None:
      "http://100.100.100.200/", "http://[fd00:ec2::254]/", "http://[fe80::1]/",
      "http://[::]/", "http://0/", "http://[::ffff:a9fe:a9fe]/"],
 )
-def test_private_and_metadata_targets_are_refused(url: str) -> None:
-    started = time.monotonic()
+def test_private_and_metadata_targets_are_refused(url: str,
+                                                  connections: list[Any]) -> None:
     with pytest.raises(UrlNotAllowedError):
         run_fetch(url)
     with safe_client(timeout=2.0, allowed_networks=ALLOW) as client, pytest.raises(
         BlockedAddressError
     ):
         client.get(url)
-    assert time.monotonic() - started < 1.0  # refused, not timed out trying
+    assert connections == []  # refused, not timed out trying
 
 
 def test_host_names_resolving_to_private_addresses_are_refused(
@@ -364,16 +378,15 @@ def test_max_bytes_stops_streaming_early(allowed: ScriptedServer, declare_length
     total = 256 * 1024 * 1024
     allowed.route("/big", stream(total, declare_length=declare_length))
     sink = Sink()
-    started = time.monotonic()
     with pytest.raises(UploadTooLargeError) as info:
         run_fetch(allowed.url("/big"), sink, max_bytes=200_000)
     assert info.value.details == {"field": "source.url", "limit": 200_000}
     assert len(sink.data) <= 200_000
     if declare_length:
         assert sink.chunks == []  # refused on the header, before reading any body
-    assert time.monotonic() - started < 5
-    time.sleep(0.2)
-    assert allowed.stats.get("sent", 0) < total // 4  # the server was cut off
+    # The server was cut off: its next write found the connection closed.
+    wait_for(lambda: allowed.stats.get("hangups"), message="the server went on sending")
+    assert allowed.stats.get("sent", 0) < total // 4
 
 
 def test_exactly_max_bytes_is_fine(allowed: ScriptedServer) -> None:
@@ -386,12 +399,11 @@ def test_exactly_max_bytes_is_fine(allowed: ScriptedServer) -> None:
 def test_slow_server_hits_the_total_deadline(allowed: ScriptedServer, head_delay: float) -> None:
     # Each byte arrives well within any per-read timeout; only a total deadline stops it.
     allowed.route("/slow", trickle(0.1, head_delay=head_delay))
-    started = time.monotonic()
     with pytest.raises(FetchError) as info:
-        run_fetch(allowed.url("/slow"), timeout=1.0)
-    elapsed = time.monotonic() - started
+        # The bound is the behaviour, and generous: the trickle itself never ends.
+        returns_within(lambda: run_fetch(allowed.url("/slow"), timeout=1.0), 10.0,
+                       "the fetch went on past its total deadline")
     assert info.value.details["reason"] == "timeout"
-    assert 0.9 <= elapsed < 1.8
 
 
 def test_error_status_is_a_fetch_error(allowed: ScriptedServer) -> None:

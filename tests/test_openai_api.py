@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from hark.openai_api.languages import LANGUAGE_NAMES
 from hark.openai_api.schemas import map_model
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.languages import LANGUAGES
+from tests.support.common import wait_for
 from tests.support.conversations import load_fixture
 from tests.support.openai_client import LiveServer, live_server
 from tests.support.service import (
@@ -544,11 +544,9 @@ def queued_ids(server: LiveServer, key: str) -> list[str]:
 
 def wait_for_status(server: LiveServer, key: str, job_id: str, status: str,
                     timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
     with jobs_api(server, key) as api:
-        while api.get(f"/api/v1/jobs/{job_id}").json()["status"] != status:
-            assert time.monotonic() < deadline, f"job {job_id} never became {status}"
-            time.sleep(0.1)
+        wait_for(lambda: api.get(f"/api/v1/jobs/{job_id}").json()["status"] == status,
+                 timeout, interval=0.1, message=f"job {job_id} never became {status}")
 
 
 def test_a_full_queue_is_429(idle: LiveServer) -> None:

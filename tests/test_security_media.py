@@ -10,7 +10,6 @@ recording is already stored.
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from hark.keys.service import revoke_key
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.transcripts.media import sniff_media_type
+from tests.support.common import wait_for
 from tests.support.service import (
     JOBS,
     Service,
@@ -183,7 +183,9 @@ def test_a_link_expires(tmp_path: Path) -> None:
         job = server.submit(sine_wav(0.5), "short.wav", headers=bearer(key))
         signed = link(server, key, job["id"])
         assert server.client.get(signed).status_code == 200
-        time.sleep(2.2)  # the timestamp counts whole seconds
+        # A second's link (its timestamp counts whole seconds) stops working soon after.
+        wait_for(lambda: server.client.get(signed).status_code != 200, interval=0.2,
+                 message="the link still works")
         body = assert_error(server.client.get(signed), 401, "MEDIA_LINK_INVALID")
         assert body["details"]["reason"] == "expired"
         # The secret was made once, private to the server's user.

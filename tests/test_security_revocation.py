@@ -3,7 +3,7 @@
 A job's Server-Sent Events and WebSocket and the tenant feed's two are held open with
 a key, then `hark keys revoke` runs as a process of its own against the same
 database: every one of them ends (SSE with a last `error` event, WebSockets with close
-code 4401) within 5 s, while a stream of another key goes on. Embedded: one app on a
+code 4401) within seconds, while a stream of another key goes on. Embedded: one app on a
 SQLite data directory. Scaled: two API replicas on PostgreSQL and a redis-server,
 with streams held by both. No workers: the jobs stay queued, so their streams would
 otherwise stay open.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from hark.events.redis import RedisBus
+from tests.support.common import returns_within
 from tests.support.redis_server import RedisServer
 from tests.support.server import clean_env, hark_command
 from tests.support.service import (
@@ -39,7 +39,9 @@ from tests.test_db import throwaway_postgres
 
 pytestmark = pytest.mark.timeout(120)
 
-ENDS_WITHIN = 5.0
+# Streams recheck their key every RECHECK_SECONDS (2 s). Without revocation they would
+# stay open for good (no worker runs the job), so a generous bound tells the two apart.
+ENDS_WITHIN = 30.0
 REVOKED = {"type": "error", "error": "the API key was revoked", "error_code": "UNAUTHORIZED"}
 
 
@@ -101,9 +103,9 @@ def assert_streams_end_on_revocation(data_dir: Path, submit_on: Service, sse_on:
         assert other.receive_json() == {"type": "ready"}
 
         revoke_with_the_cli(data_dir, key, database_url)
-        revoked_at = time.monotonic()
-        streams.assert_all_end()
-        assert time.monotonic() - revoked_at < ENDS_WITHIN
+        # Ending within seconds is the promise under test; see ENDS_WITHIN.
+        returns_within(streams.assert_all_end, ENDS_WITHIN,
+                       "the streams stayed open after their key was revoked")
         # The revoked key is refused at once, not after its cache entry expires.
         assert_error(sse_on.client.get(JOBS, headers=bearer(key)), 401, "UNAUTHORIZED")
         # Another key of the same tenant still hears its feed.

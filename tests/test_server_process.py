@@ -26,6 +26,7 @@ import websockets.sync.client as ws_client
 from websockets.exceptions import ConnectionClosed
 
 from hark.webhooks.signing import verify
+from tests.support.common import wait_for
 from tests.support.http_servers import Exchange, ScriptedServer
 from tests.support.jobs import (
     FINISHED,
@@ -73,19 +74,23 @@ def the_result_object(data_dir: Path, job_id: str) -> dict[str, Any]:
 
 
 def wait_gone(processes: list[Any], timeout: float) -> list[Any]:
-    """Wait until none of the psutil processes runs (zombies count as gone)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = []
-        for process in processes:
-            try:
-                if process.is_running() and process.status() != "zombie":
-                    alive.append(process)
-            except Exception:  # psutil.NoSuchProcess: gone
-                continue
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
+    """Wait until none of the psutil processes runs (zombies count as gone); those
+    still running after `timeout` seconds."""
+    alive = list(processes)
+
+    def running(process: Any) -> bool:
+        try:
+            return bool(process.is_running() and process.status() != "zombie")
+        except Exception:  # psutil.NoSuchProcess: gone
+            return False
+
+    def all_gone() -> bool:
+        nonlocal alive
+        alive = [process for process in processes if running(process)]
+        return not alive
+
+    wait_for(all_gone, timeout, interval=0.1)
+    return alive
 
 
 def wait_reaped(pids: list[int], timeout: float = 15) -> None:
@@ -95,10 +100,8 @@ def wait_reaped(pids: list[int], timeout: float = 15) -> None:
     this machine's init reaps orphans every second or so, and until then a dead worker
     still answers kill(pid, 0). (Past that, the job's lease would recover it.)
     """
-    deadline = time.monotonic() + timeout
-    while any(psutil.pid_exists(pid) for pid in pids):
-        assert time.monotonic() < deadline, f"processes {pids} not reaped in {timeout} s"
-        time.sleep(0.05)
+    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids), timeout,
+             message=f"processes {pids} not reaped")
 
 
 # --- event clients ---------------------------------------------------------------------
@@ -311,8 +314,9 @@ def test_worker_crash_is_retried_and_sigterm_hands_the_job_back(
         events.start()
         assert events.subscribed.wait(10)
         tree = server.descendants()
-        took = server.terminate(60)
-        assert took < 40, f"the server took {took:.1f} s to stop"
+        # Bounded: the test fails if the server has not exited 60 s after SIGTERM. (That
+        # its workers stopped within the server's own grace is the "did not stop" below.)
+        server.terminate(60)
         events.join(5)
         assert not events.is_alive() and events.error is None, events.error
         assert events.events[0]["type"] == "status"
@@ -377,13 +381,13 @@ def test_cancel_stops_a_running_job_and_the_worker_moves_on(
             assert events.subscribed.wait(10)
 
             response = client.delete(f"/api/v1/jobs/{running}")
-            canceled_at = time.monotonic()
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "canceled"
             # One worker: the queued job can only start once the canceled one stopped.
-            wait_job(client, waiting, lambda j: j["status"] != "queued", 10,
-                     "started within 10 s of the cancel")
-            assert time.monotonic() - canceled_at < 10
+            # (That it stopped mid-way, rather than running to its end and discarding
+            # the result, shows in the log check below.)
+            wait_job(client, waiting, lambda j: j["status"] != "queued", 30,
+                     "started after the cancel")
             after = wait_finished(client, waiting, 30)
             assert after["status"] == "completed", after
 
@@ -395,7 +399,9 @@ def test_cancel_stops_a_running_job_and_the_worker_moves_on(
         assert [e["type"] for e in received].count("canceled") == 1
         assert "completed" not in {e["type"] for e in received}
         assert result_objects(data, running) == []
-        assert f"job {running}" not in server.log_text()  # no failure logged for it
+        # Nothing logged for it: no failure, and no "result discarded" of a job that ran
+        # on to its end.
+        assert f"job {running}" not in server.log_text()
 
 
 # --- one server for load, events, webhooks and logs ------------------------------------
@@ -446,13 +452,16 @@ def test_fifty_concurrent_submissions_all_complete_once(
     assert len(ids) == 50
 
     with shared.client("bulk") as client:
-        deadline = time.monotonic() + 120
-        while True:
+        page: dict[str, Any] = {}
+        statuses: list[str] = []
+
+        def all_finished() -> bool:
+            nonlocal page, statuses
             page = client.get("/api/v1/jobs", params={"limit": 200}).json()
             statuses = [j["status"] for j in page["items"]]
-            if all(s in FINISHED for s in statuses) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+            return all(s in FINISHED for s in statuses)
+
+        wait_for(all_finished, 120, interval=0.5)
         completed = client.get("/api/v1/jobs",
                                params={"status": "completed", "limit": 200}).json()
     assert page["next_cursor"] is None and len(page["items"]) == 50
@@ -597,8 +606,19 @@ def test_log_is_json_with_request_ids(shared: SharedServer) -> None:
         missing = client.get("/api/v1/jobs/not-a-job")
         assert missing.status_code == 404
         generated = missing.headers["X-Request-ID"]
-    time.sleep(0.3)  # the access line is written after the response
-    records = log_records(server.log_text())
+    records: list[dict[str, Any]] = []
+
+    def logged(*expected: tuple[str, str, int]) -> bool:
+        """The access lines of these requests are in the log (written after the
+        response went out)."""
+        nonlocal records
+        records = log_records(server.log_text())
+        return set(expected) <= {(r.get("request_id"), r.get("path"), r.get("status"))
+                                 for r in records if r["event"] == "http_request"}
+
+    wait_for(lambda: logged(("trace-me-123", "/api/v1/jobs", 200),
+                            (generated, "/api/v1/jobs/not-a-job", 404)),
+             message="no access lines for the requests")
     assert all({"event", "level", "timestamp"} <= set(r) for r in records)
     requests = [r for r in records if r["event"] == "http_request"]
     assert requests and all(r.get("request_id") for r in requests)
@@ -613,11 +633,9 @@ def test_log_is_json_with_request_ids(shared: SharedServer) -> None:
     startup = [r["event"] for r in records if r.get("logger") == "hark.server"]
     assert any("anonymous access is ON" in event for event in startup), startup
     # Worker processes log to the same stream, in the same format.
-    deadline = time.monotonic() + 20
-    while not any(r.get("logger") == "hark.worker" for r in records):
-        assert time.monotonic() < deadline, "no worker line in the log"
-        time.sleep(0.2)
-        records = log_records(server.log_text())
+    wait_for(lambda: any(r.get("logger") == "hark.worker"
+                         for r in log_records(server.log_text())),
+             20, interval=0.2, message="no worker line in the log")
 
 
 @pytest.mark.timeout(90)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.common import wait_for
 
 CHROMIUM = Path(os.environ.get("HARK_TEST_CHROMIUM", "/usr/bin/chromium"))
 TIMEOUT_MS = 30_000
@@ -20,8 +21,4 @@ def wait_until(page: Any, function: str, arg: Any = None,
     'unsafe-eval') rightly refuses; `evaluate` calls are compiled by the DevTools
     protocol instead, so polling from here tests the page under its real policy.
     """
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(function, arg):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {function}")
-        time.sleep(0.05)
+    wait_for(lambda: page.evaluate(function, arg), timeout, message=f"waiting for {function}")

@@ -4,7 +4,6 @@ recordings the tests submit, submitting and waiting, and reading the JSON log.""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from tests.support.common import wait_for
 from tests.support.service import wav_bytes
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "conversations"
@@ -66,19 +66,20 @@ def wait_job(client: httpx.Client, job_id: str, until: Callable[[dict[str, Any]]
              timeout: float, what: str, *, tolerate_errors: bool = False) -> dict[str, Any]:
     """Poll the job until `until(job)`; with `tolerate_errors`, a failed request (the
     database away) is retried instead of failing the test."""
-    deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
-    while True:
+
+    def reached() -> bool:
+        nonlocal job
         try:
             job = get_job(client, job_id)
-            if until(job):
-                return job
+            return until(job)
         except (AssertionError, httpx.HTTPError):
             if not tolerate_errors:
                 raise
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} not {what} after {timeout} s: {job}")
-        time.sleep(0.1)
+            return False
+
+    wait_for(reached, timeout, interval=0.1, message=lambda: f"job {job_id} not {what}: {job}")
+    return job
 
 
 def wait_finished(client: httpx.Client, job_id: str, timeout: float = 90,

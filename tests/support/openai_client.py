@@ -11,7 +11,6 @@ worker pool (spawned worker processes) are the ones `hark serve` would have.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from fastapi import FastAPI
 from hark.api.app import create_app
 from hark.api.state import ServiceState
 from hark.config import Settings
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 from tests.support.service import create_api_key
 
 START_SECONDS = 60.0
@@ -59,13 +58,14 @@ def live_server(settings: Settings, *, workers: bool = True) -> Iterator[LiveSer
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
-    deadline = time.monotonic() + START_SECONDS
-    while not server.started:
+
+    def started() -> bool:
         if not thread.is_alive():
             raise RuntimeError("the server thread ended before it started serving")
-        if time.monotonic() > deadline:
-            raise TimeoutError("the server did not start")
-        time.sleep(0.02)
+        return server.started
+
+    if not wait_for(started, START_SECONDS, interval=0.02):
+        raise TimeoutError("the server did not start")
     try:
         yield LiveServer(app=app, settings=settings, port=port)
     finally:

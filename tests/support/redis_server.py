@@ -18,13 +18,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 
 DEFAULT_BINARY = "/usr/bin/redis-server"
 START_TIMEOUT_SECONDS = 10.0
@@ -74,15 +73,17 @@ class RedisServer:
              "--dir", str(self.directory), "--save", "", "--appendonly", "no",
              "--daemonize", "no", "--logfile", str(log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self._answers_ping():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: "
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {process.returncode}: "
                                    f"{log.read_text(errors='replace')[-2000:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"redis-server did not answer on port {self.port}")
-            time.sleep(0.02)
+            return self._answers_ping()
+
+        if not wait_for(answers, START_TIMEOUT_SECONDS, interval=0.02):
+            self.kill()
+            raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def stop(self, *, hard: bool = False) -> None:
         """SIGTERM (a clean shutdown) or, with `hard`, SIGKILL (a crash)."""

@@ -31,7 +31,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +41,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 from tests.support.redis_server import RedisServer
 from tests.support.s3 import TEST_CREDENTIALS, MotoS3Server
 from tests.support.server import HarkServer, clean_env, hark_command
@@ -144,16 +143,17 @@ class WorkerProcess:
     def _wait_ready(self, timeout: float) -> None:
         """Ready: Celery said so and the pool has all its processes."""
         assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"hark worker exited with {self.process.returncode}:\n"
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"hark worker exited with {process.returncode}:\n"
                                    f"{self.log_tail()}")
-            if " ready." in self.log_text() and len(self.pool_pids()) >= self.concurrency:
-                self._remember_tree()
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"hark worker not ready after {timeout} s:\n{self.log_tail()}")
+            return " ready." in self.log_text() and len(self.pool_pids()) >= self.concurrency
+
+        if not wait_for(ready, timeout, interval=0.1):
+            raise RuntimeError(f"hark worker not ready after {timeout} s:\n{self.log_tail()}")
+        self._remember_tree()
 
     @property
     def pid(self) -> int:

@@ -25,14 +25,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 import psutil
 
-from tests.support.common import free_port
+from tests.support.common import free_port, wait_for
 
 WATCH_SECONDS = 0.2
 BIND_ATTEMPTS = 3
@@ -137,21 +136,25 @@ class HarkServer:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + timeout
+        process = self.process
         last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerExited(f"hark serve exited with {self.process.returncode}:\n"
+
+        def ready() -> bool:
+            nonlocal last
+            if process.poll() is not None:
+                raise ServerExited(f"hark serve exited with {process.returncode}:\n"
                                    f"{self.log_tail()}")
             try:
                 response = httpx.get(self.url("/health/ready"), timeout=2.0, trust_env=False)
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text}"
             except httpx.HTTPError as exc:
                 last = repr(exc)
-            time.sleep(0.1)
-        raise RuntimeError(f"hark serve not ready after {timeout} s ({last}):\n{self.log_tail()}")
+                return False
+            last = f"{response.status_code} {response.text}"
+            return response.status_code == 200
+
+        if not wait_for(ready, timeout, interval=0.1):
+            raise RuntimeError(f"hark serve not ready after {timeout} s ({last}):\n"
+                               f"{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL the server process only, as a crash would; its children are left."""
@@ -160,14 +163,15 @@ class HarkServer:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def terminate(self, timeout: float = 60.0) -> float:
-        """SIGTERM the server process only; returns the seconds it took to exit."""
-        assert self.process is not None
+    def terminate(self, timeout: float = 60.0) -> None:
+        """SIGTERM the server process only; the test fails if it has not exited within
+        `timeout` seconds."""
+        process = self.process
+        assert process is not None
         self._remember_tree()
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout)
-        return time.monotonic() - started
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: process.poll() is not None, timeout, interval=0.1,
+                 message=lambda: f"hark serve still running after SIGTERM:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """Stop everything this helper started, gracefully if possible, then by force."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import wave
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,6 +41,7 @@ from hark.api.state import ServiceState
 from hark.config import Settings
 from hark.keys.service import create_key
 from hark.pipeline.audio import SAMPLE_RATE
+from tests.support.common import wait_for
 from tests.support.conversations import FIXTURES, load_fixture
 
 API = "/api/v1"
@@ -118,14 +118,15 @@ class Service:
     def wait(self, job_id: str, *, headers: Headers | None = None, timeout: float = 60.0,
              until: frozenset[str] = TERMINAL) -> dict[str, Any]:
         """Poll the job until its status is one of `until`; fails the test on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
+        job: dict[str, Any] = {}
+
+        def reached() -> bool:
+            nonlocal job
             job = self.job(job_id, headers)
-            if job["status"] in until:
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
-            time.sleep(0.05)
+            return job["status"] in until
+
+        wait_for(reached, timeout, message=lambda: f"job {job_id} still {job.get('status')}")
+        return job
 
     def job_ids(self, headers: Headers | None = None) -> list[str]:
         """Every job of the caller's tenant, newest first (all pages)."""
