@@ -178,3 +178,34 @@ def test_resampling_does_not_depend_on_frame_boundaries() -> None:
     in_pieces = np.concatenate([*parts, pieces.decode(b"", last=True)])
     assert abs(at_once.shape[0] - 32000) <= 1
     np.testing.assert_allclose(in_pieces, at_once, atol=1e-5)
+
+
+def test_a_saved_stream_becomes_a_job(svc: Service, alpha: str,
+                                      speech: tuple[np.ndarray, str]) -> None:
+    audio, _ = speech
+    with svc.client.websocket_connect(f"{LIVE}?language=en&save=true&diarize=true",
+                                      headers=bearer(alpha)) as socket:
+        assert socket.receive_json()["type"] == "ready"
+        stream_speech(socket, pcm16(audio), frame_bytes=32000)
+        messages, code = receive_until_closed(socket)
+    assert code == 1000
+    closed = messages[-1]
+    assert closed["type"] == "closed" and closed["job_id"]
+    job = svc.job(closed["job_id"], headers=bearer(alpha))
+    # The whole recording is queued for the offline pipeline, with the asked options.
+    assert job["filename"].startswith("live-") and job["filename"].endswith(".wav")
+    assert abs(job["duration"] - len(audio) / SAMPLE_RATE) < 0.1
+    assert job["options"]["diarize"] is True and job["options"]["language"] == "en"
+    media = svc.client.get(f"/api/v1/jobs/{job['id']}/media", headers=bearer(alpha))
+    assert media.status_code == 200
+    stored = np.frombuffer(media.content[44:], dtype="<i2")
+    assert abs(stored.shape[0] - len(audio)) < 512
+    # Another tenant cannot see it.
+    other = svc.client.get(f"/api/v1/jobs/{job['id']}", headers=bearer(svc.create_key("zeta")))
+    assert other.status_code == 404
+
+
+def test_diarize_needs_save(svc: Service, alpha: str) -> None:
+    with svc.client.websocket_connect(f"{LIVE}?diarize=true", headers=bearer(alpha)) as socket:
+        messages, code = receive_until_closed(socket)
+    assert code == 4400 and messages[0]["details"]["field"] == "diarize"

@@ -1,10 +1,11 @@
 """`WS /api/v1/live`: binary frames of PCM16 audio in, JSON messages out.
 
-Options ride in the query (`model`, `language`, `sample_rate`, `encoding`); the key as
-on every socket. The server sends `ready`, then `speech_started`, `partial`, `final`,
-`speech_stopped` as the audio gives them, and on `{"type": "stop"}` the rest of the
-utterance in progress and `closed`. Refusals and failures send an `error` message
-(the error envelope's code and message) before the close code:
+Options ride in the query (`model`, `language`, `sample_rate`, `encoding`, and `save`
+to keep the stream as a job, with `diarize`); the key as on every socket. The server
+sends `ready`, then `speech_started`, `partial`, `final`, `speech_stopped` as the audio
+gives them, and on `{"type": "stop"}` the rest of the utterance in progress and
+`closed` (with the saved job's id). Refusals and failures send an `error` message (the
+error envelope's code and message) before the close code:
 
     4400 bad options or message   4401 no valid key or key revoked
     4408 nothing received for HARK_LIVE_IDLE_SECONDS   4429 no live slot free
@@ -17,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -24,8 +27,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from hark.api.revocation import key_watch, run_until_revoked
 from hark.api.sse import REVOKED_MESSAGE
-from hark.api.state import ServiceState
+from hark.api.state import Principal, ServiceState
 from hark.config import Settings
+from hark.db.base import new_id
 from hark.errors import (
     FrameTooLargeError,
     HarkError,
@@ -33,7 +37,9 @@ from hark.errors import (
     LiveStreamsFullError,
     RequestError,
 )
+from hark.jobs import intake
 from hark.jobs.events_endpoints import CLOSE_UNAUTHORIZED, accept_websocket
+from hark.jobs.keys import media_key
 from hark.jobs.schemas import check_model_is_a_name
 from hark.live.service import LiveSession, LiveSlots, StreamOptions
 from hark.pipeline.engines.select import borrow_engine, resolve_model
@@ -87,21 +93,28 @@ async def live(websocket: WebSocket) -> None:
             # Loading a model takes seconds the first time: off the event loop.
             engine = await run_in_threadpool(held.enter_context, borrow_engine(model, settings))
             session = LiveSession(LiveTranscriber(engine, asked), options)
+            held.callback(session.close)
         except HarkError as exc:
             await _refuse(websocket, exc, CLOSE_BAD_REQUEST)
             return
+
+        def saver() -> str | None:
+            return _save(state, principal, session, options)
+
         try:
             await _send(websocket, {"type": "ready", "model": engine.name,
                                     "language": options.language,
                                     "sample_rate": options.sample_rate})
             with key_watch(websocket).watch(principal) as revoked:
-                if await run_until_revoked(revoked, lambda: _pump(websocket, session, settings)):
+                if await run_until_revoked(revoked, lambda: _pump(websocket, session, settings,
+                                                                  saver)):
                     await websocket.close(code=CLOSE_UNAUTHORIZED, reason=REVOKED_MESSAGE)
         except WebSocketDisconnect:
             pass  # the client left: its slot and model are given back below
 
 
-async def _pump(websocket: WebSocket, session: LiveSession, settings: Settings) -> None:
+async def _pump(websocket: WebSocket, session: LiveSession, settings: Settings,
+                saver: Callable[[], str | None]) -> None:
     """Frames in, messages out, until the client stops, leaves, or a limit is reached."""
     while True:
         try:
@@ -122,7 +135,7 @@ async def _pump(websocket: WebSocket, session: LiveSession, settings: Settings) 
             if not await _run(websocket, session.feed, frame):
                 return
             if session.seconds >= settings.live_max_seconds:
-                await _close(websocket, session, "max_duration")
+                await _close(websocket, session, saver, "max_duration")
                 return
             continue
         try:
@@ -134,7 +147,7 @@ async def _pump(websocket: WebSocket, session: LiveSession, settings: Settings) 
                 'Text messages must be {"type": "stop"}; audio goes in binary frames'),
                 CLOSE_BAD_REQUEST)
             return
-        await _close(websocket, session, "stopped")
+        await _close(websocket, session, saver, "stopped")
         return
 
 
@@ -154,11 +167,38 @@ async def _run(websocket: WebSocket, work: Any, *args: Any) -> bool:
     return True
 
 
-async def _close(websocket: WebSocket, session: LiveSession, reason: str) -> None:
-    if await _run(websocket, session.finish):
-        await _send(websocket, {"type": "closed", "reason": reason,
-                                "seconds": round(session.seconds, 3)})
-        await websocket.close(code=1000)
+async def _close(websocket: WebSocket, session: LiveSession,
+                 saver: Callable[[], str | None], reason: str) -> None:
+    if not await _run(websocket, session.finish):
+        return
+    try:
+        job_id = await run_in_threadpool(saver)
+    except HarkError as exc:
+        await _refuse(websocket, exc, CLOSE_FAILED)
+        return
+    await _send(websocket, {"type": "closed", "reason": reason,
+                            "seconds": round(session.seconds, 3), "job_id": job_id})
+    await websocket.close(code=1000)
+
+
+def _save(state: ServiceState, principal: Principal, session: LiveSession,
+          options: StreamOptions) -> str | None:
+    """Store the stream's recording and queue it as a job; its id (None: not kept)."""
+    recording = session.recording
+    if recording is None or recording.samples == 0:
+        return None
+    checked = intake.check_options(options.job_fields(), state)
+    job_id = new_id()
+    key = media_key(job_id)
+    with state.storage.writer(key) as writer:
+        recording.write_wav(writer)
+        size = writer.size
+        writer.commit()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    with state.db.session(write=True) as db:
+        job = intake.submit_stored(db, state, principal, job_id=job_id, key=key,
+                                   filename=f"live-{stamp}.wav", size=size, checked=checked)
+        return job.id
 
 
 async def _refuse(websocket: WebSocket, error: HarkError, code: int) -> None:

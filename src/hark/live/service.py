@@ -9,6 +9,8 @@ second, and the model it uses stays loaded in that process's model cache.
 
 from __future__ import annotations
 
+import struct
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +33,15 @@ class StreamOptions:
     language: str | None = None
     sample_rate: int = SAMPLE_RATE
     encoding: str = "pcm16"
+    # Keep the stream as a job when it ends (transcribed again as a whole, with
+    # diarization when asked).
+    save: bool = False
+    diarize: bool = False
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> StreamOptions:
         unknown = sorted(set(query) - {"model", "language", "sample_rate", "encoding",
-                                       "api_key"})
+                                       "save", "diarize", "api_key"})
         if unknown:
             raise OptionError(f"Unknown option {unknown[0]!r}", field=unknown[0][:64])
         for name in ("model", "language", "encoding"):
@@ -49,8 +55,26 @@ class StreamOptions:
         if encoding not in ENCODINGS:
             raise OptionError("encoding must be pcm16 (16-bit little-endian mono)",
                               field="encoding")
+        flags = {}
+        for name in ("save", "diarize"):
+            value = query.get(name, "false").lower()
+            if value not in ("true", "false", "1", "0"):
+                raise OptionError(f"{name} must be true or false", field=name)
+            flags[name] = value in ("true", "1")
+        if flags["diarize"] and not flags["save"]:
+            raise OptionError("diarize needs save: speakers are found in the saved job",
+                              field="diarize")
         return cls(model=query.get("model") or None, language=query.get("language") or None,
-                   sample_rate=int(rate), encoding=encoding)
+                   sample_rate=int(rate), encoding=encoding, **flags)
+
+    def job_fields(self) -> dict[str, Any]:
+        """The options of the job a saved stream becomes."""
+        fields: dict[str, Any] = {"diarize": self.diarize}
+        if self.model:
+            fields["model"] = self.model
+        if self.language:
+            fields["language"] = self.language
+        return fields
 
 
 class Pcm16Decoder:
@@ -101,23 +125,61 @@ class LiveSlots:
             del self.active[tenant]
 
 
+class StreamRecording:
+    """The stream's audio at 16 kHz, kept in an unnamed temporary file (32 KB a second,
+    never in memory) until it is written out as a WAV file."""
+
+    def __init__(self) -> None:
+        # Closed by `close`, which the stream's owner calls when the socket ends.
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self.samples = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        pcm = np.rint(np.clip(samples, -1.0, 1.0) * PCM16_SCALE).clip(-32768, 32767)
+        self._file.write(pcm.astype("<i2").tobytes())
+        self.samples += int(samples.shape[0])
+
+    def write_wav(self, out: Any) -> None:
+        """Write a 16-bit mono WAV file to `out` (anything with `write(bytes)`)."""
+        size = self.samples * 2
+        out.write(b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt "
+                  + struct.pack("<IHHIIHH", 16, 1, 1, SAMPLE_RATE, SAMPLE_RATE * 2, 2, 16)
+                  + b"data" + struct.pack("<I", size))
+        self._file.seek(0)
+        while block := self._file.read(1 << 20):
+            out.write(block)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class LiveSession:
-    """Frames in, messages out, for one stream."""
+    """Frames in, messages out, for one stream (and its recording, when it is kept)."""
 
     def __init__(self, transcriber: LiveTranscriber, options: StreamOptions) -> None:
         self.transcriber = transcriber
         self.decoder = Pcm16Decoder(options.sample_rate)
+        self.recording = StreamRecording() if options.save else None
 
     @property
     def seconds(self) -> float:
         return self.transcriber.received / SAMPLE_RATE
 
     def feed(self, frame: bytes) -> list[dict[str, Any]]:
-        return [message(e) for e in self.transcriber.feed(self.decoder.decode(frame))]
+        return self._feed(self.decoder.decode(frame))
 
     def finish(self) -> list[dict[str, Any]]:
-        tail = self.transcriber.feed(self.decoder.decode(b"", last=True))
-        return [message(e) for e in tail + self.transcriber.finish()]
+        tail = self._feed(self.decoder.decode(b"", last=True))
+        return tail + [message(e) for e in self.transcriber.finish()]
+
+    def _feed(self, samples: np.ndarray) -> list[dict[str, Any]]:
+        if self.recording is not None:
+            self.recording.add(samples)
+        return [message(e) for e in self.transcriber.feed(samples)]
+
+    def close(self) -> None:
+        if self.recording is not None:
+            self.recording.close()
 
 
 def message(event: LiveEvent) -> dict[str, Any]:
