@@ -50,6 +50,13 @@ def pcm16(samples: np.ndarray) -> bytes:
     return data
 
 
+def metric(svc: Service, name: str) -> float:
+    """The sum of a metric's samples in /metrics (0 when absent)."""
+    text = svc.client.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 def receive_until_closed(socket: WebSocketTestSession) -> tuple[list[dict[str, Any]], int]:
     messages: list[dict[str, Any]] = []
     with pytest.raises(WebSocketDisconnect) as closed:
@@ -68,6 +75,7 @@ def stream_speech(socket: WebSocketTestSession, audio: bytes, frame_bytes: int) 
 def test_a_speech_streamed_over_the_socket(svc: Service, alpha: str,
                                            speech: tuple[np.ndarray, str], rate: int) -> None:
     audio, reference = speech
+    finals_before = metric(svc, "hark_live_final_latency_seconds_count")
     if rate != SAMPLE_RATE:
         audio = soxr.resample(audio, SAMPLE_RATE, rate).astype(np.float32)
     with svc.client.websocket_connect(f"{LIVE}?language=en&sample_rate={rate}",
@@ -92,6 +100,9 @@ def test_a_speech_streamed_over_the_socket(svc: Service, alpha: str,
             for i, w in enumerate(final["words"]))
         assert final["start"] <= final["end"] <= len(audio) / rate + 0.1
     assert svc.app.state.live_slots.active == {}
+    # Every final's latency was observed; no stream is counted open any more.
+    assert metric(svc, "hark_live_final_latency_seconds_count") == finals_before + len(finals)
+    assert metric(svc, "hark_live_streams") == 0
 
 
 def test_no_key_no_stream(svc: Service) -> None:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -62,6 +62,20 @@ JOBS_FINISHED = Counter(
 MODEL_LOADS = Counter(
     "hark_model_loads", "Speech-recognition models loaded into memory, by model.",
     ["model"], registry=REGISTRY)
+# Live transcription, counted by the API process that runs the streams.
+LIVE_STREAMS = Gauge(
+    "hark_live_streams", "Live streams open now.", registry=REGISTRY)
+LIVE_AUDIO_SECONDS = Counter(
+    "hark_live_audio_seconds", "Seconds of audio received by live streams, by model.",
+    ["model"], registry=REGISTRY)
+LIVE_WORK_SECONDS = Counter(
+    "hark_live_work_seconds",
+    "Seconds spent recognising live audio, by model (over audio seconds: real-time factor).",
+    ["model"], registry=REGISTRY)
+LIVE_FINAL_LATENCY = Histogram(
+    "hark_live_final_latency_seconds",
+    "From the arrival of a final phrase's last audio to the final being ready, by model.",
+    ["model"], buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0), registry=REGISTRY)
 
 _job_counts_source: JobCountsSource | None = None
 

@@ -92,7 +92,7 @@ async def live(websocket: WebSocket) -> None:
         try:
             # Loading a model takes seconds the first time: off the event loop.
             engine = await run_in_threadpool(held.enter_context, borrow_engine(model, settings))
-            session = LiveSession(LiveTranscriber(engine, asked), options)
+            session = LiveSession(LiveTranscriber(engine, asked), options, engine.name)
             held.callback(session.close)
         except HarkError as exc:
             await _refuse(websocket, exc, CLOSE_BAD_REQUEST)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import struct
 import tempfile
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from hark import metrics
 from hark.errors import LiveStreamsFullError, OptionError
 from hark.pipeline.live import LiveEvent, LiveTranscriber
 from hark.pipeline.samples import PCM16_SCALE
@@ -156,10 +158,15 @@ class StreamRecording:
 class LiveSession:
     """Frames in, messages out, for one stream (and its recording, when it is kept)."""
 
-    def __init__(self, transcriber: LiveTranscriber, options: StreamOptions) -> None:
+    def __init__(self, transcriber: LiveTranscriber, options: StreamOptions,
+                 model: str) -> None:
         self.transcriber = transcriber
         self.decoder = Pcm16Decoder(options.sample_rate)
         self.recording = StreamRecording() if options.save else None
+        self.model = model
+        # (samples received by then, when they arrived): for the latency of finals.
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=10_000)
+        metrics.LIVE_STREAMS.inc()
 
     @property
     def seconds(self) -> float:
@@ -170,14 +177,37 @@ class LiveSession:
 
     def finish(self) -> list[dict[str, Any]]:
         tail = self._feed(self.decoder.decode(b"", last=True))
-        return tail + [message(e) for e in self.transcriber.finish()]
+        return tail + self._observed(self.transcriber.finish(), time.monotonic())
 
     def _feed(self, samples: np.ndarray) -> list[dict[str, Any]]:
         if self.recording is not None:
             self.recording.add(samples)
-        return [message(e) for e in self.transcriber.feed(samples)]
+        started = time.monotonic()
+        self._arrivals.append((self.transcriber.received + int(samples.shape[0]), started))
+        events = self.transcriber.feed(samples)
+        metrics.LIVE_AUDIO_SECONDS.labels(self.model).inc(samples.shape[0] / SAMPLE_RATE)
+        return self._observed(events, started)
+
+    def _observed(self, events: list[LiveEvent], started: float) -> list[dict[str, Any]]:
+        """The events as messages, their work and the latency of finals counted."""
+        done = time.monotonic()
+        metrics.LIVE_WORK_SECONDS.labels(self.model).inc(done - started)
+        for event in events:
+            if event.kind == "final" and event.segment is not None:
+                arrived = self._arrival(event.segment.end)
+                if arrived is not None:
+                    metrics.LIVE_FINAL_LATENCY.labels(self.model).observe(done - arrived)
+        return [message(e) for e in events]
+
+    def _arrival(self, seconds: float) -> float | None:
+        """When the audio at `seconds` into the stream arrived; older entries go."""
+        sample = int(seconds * SAMPLE_RATE)
+        while len(self._arrivals) > 1 and self._arrivals[0][0] < sample:
+            self._arrivals.popleft()
+        return self._arrivals[0][1] if self._arrivals else None
 
     def close(self) -> None:
+        metrics.LIVE_STREAMS.dec()
         if self.recording is not None:
             self.recording.close()
 
