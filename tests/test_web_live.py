@@ -73,7 +73,9 @@ def test_the_microphone_is_transcribed_as_it_speaks(page: Any) -> None:
                      "[...document.querySelectorAll('.live-final')].map(p => p.textContent)"
                      ".join(' '))", timeout=90)
     page.click("#live-stop")
-    wait_until(page, "() => document.getElementById('live-state').textContent === 'stopped'")
+    # The rest of the phrase in progress is decoded and the recording stored first.
+    wait_until(page, "() => document.getElementById('live-state').textContent === 'stopped'",
+               timeout=90)
     finals = page.eval_on_selector_all(".live-final", "lines => lines.map(p => p.textContent)")
     heard = normalize(" ".join(finals), "en")
     # The file loops: score its first pass, up to the speech's last words.
@@ -81,3 +83,6 @@ def test_the_microphone_is_transcribed_as_it_speaks(page: Any) -> None:
     assert count_errors(REFERENCE, first, "en").rate <= 0.2, finals
     assert saw_partial_first
     assert page.is_disabled("#live-stop") and page.is_enabled("#live-start")
+    # Kept as a job (the box is ticked by default): its link opens it in the reader.
+    link = page.get_attribute("#live-job", "href")
+    assert page.is_visible("#live-saved") and link and link.startswith("#/jobs/")

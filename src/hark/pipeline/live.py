@@ -26,6 +26,7 @@ the buffer as a recording with one chunk.
 from __future__ import annotations
 
 import re
+import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -50,8 +51,11 @@ class LiveOptions:
     end_silence_ms: int = 500
     # Audio kept from before the first speech window, and decoded with it.
     pre_roll_ms: int = 300
-    # New audio between two decodes of the utterance in progress.
+    # New audio between two decodes of the utterance in progress; at least this many
+    # times the last decode took, so a slow machine decodes less often instead of
+    # falling further and further behind the speaker.
     decode_every: float = 1.0
+    decode_cost_factor: float = 1.5
     # Past this, the committed words are given out and their audio dropped even
     # without a sentence end; a single decode never sees more.
     max_buffer_seconds: float = 24.0
@@ -120,6 +124,7 @@ class LiveTranscriber:
         self._buffer_start = 0
         self._buffered = 0
         self._decoded_at = 0
+        self._decode_every = self.live.decode_every
         self._committed: list[Word] = []  # agreed on, not yet given out
         self._spoken: list[Word] = []  # given out in this utterance
         self._context = ""  # the end of the text given out so far: the decoder's prompt
@@ -154,8 +159,11 @@ class LiveTranscriber:
                 events += self._end_utterance()
                 events.append(LiveEvent("speech_stopped", self.received / SAMPLE_RATE))
         if self._tracker.in_speech and self.received - self._decoded_at >= \
-                self.live.decode_every * SAMPLE_RATE:
+                self._decode_every * SAMPLE_RATE:
+            started = time.perf_counter()
             events += self._advance()
+            self._decode_every = max(self.live.decode_every, self.live.decode_cost_factor
+                                     * (time.perf_counter() - started))
         return events
 
     def clear(self) -> None:

@@ -22,6 +22,7 @@ export class Live {
     if (this.session) return;
     this.finals.replaceChildren();
     this.partial.textContent = "";
+    document.getElementById("live-saved").hidden = true;
     let media;
     try {
       media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
@@ -44,6 +45,7 @@ export class Live {
     url.searchParams.set("sample_rate", String(context.sampleRate));
     const language = document.getElementById("opt-language").value.trim();
     if (language) url.searchParams.set("language", language);
+    if (document.getElementById("live-save").checked) url.searchParams.set("save", "true");
     const key = getKey();
     if (key) url.searchParams.set("api_key", key);
     const socket = new WebSocket(url);
@@ -81,6 +83,11 @@ export class Live {
       showError(event.message);
     } else if (event.type === "closed") {
       announce("Live transcription stopped");
+      if (event.job_id) {
+        // The whole recording is transcribed again as a job: the reader opens it.
+        document.getElementById("live-job").href = `#/jobs/${encodeURIComponent(event.job_id)}`;
+        document.getElementById("live-saved").hidden = false;
+      }
     }
   }
 
