@@ -1,4 +1,4 @@
-"""Scaled mode's figures (issue #5, item 9), measured on real process trees.
+"""Scaled mode's figures, measured on real process trees.
 
     python -m benchmarks.scaled [--concurrency 1,2] [--seconds 10] [--connections 64,8]
                                 [--kills 3] [--only throughput,status,redelivery]

@@ -1,4 +1,4 @@
-"""The service's own figures (issue #4, item 12), measured against a real `hark serve`.
+"""The service's own figures, measured against a real `hark serve`.
 
     python -m benchmarks.service [--jobs 20] [--seconds 10] [--connections 64,8]
                                  [--subscribers 500]
