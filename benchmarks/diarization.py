@@ -1,6 +1,11 @@
-"""Diarization on the corpus set and the synthetic conversations: DER, speaker counts, speed.
+"""Diarization on the development set, the corpus set and the synthetic conversations.
 
-    python -m benchmarks.diarization [--runs 3] [--extra DIR ...] [--oracle]
+    python -m benchmarks.diarization [--halves held] [--devset DIR] [--runs 1]
+                                     [--extra DIR ...] [--oracle]
+
+The development set (see docs/diarization.md) is built into DIR (default
+/tmp/hark-devset) when missing; `--halves held` (the default) reports the held-back
+half, on which nothing was tuned; `--halves tune held` adds the tuning half.
 
 DER (pyannote.metrics, overlap scored) is given at collar 0 and at ±0.25 s, split
 into miss, false alarm and confusion, per file and pooled per set. Speed is audio
@@ -19,13 +24,17 @@ from pathlib import Path
 
 import numpy as np
 from tests.support.conversations import FIXTURES
+from tests.support.devset import build_half
 
 from benchmarks.common import corpus_dir, machine
 from hark.evaluation.diarization import (
     COLLARS,
     DiarizationItem,
     DiarizationResult,
+    count_accuracy,
+    overlap_miss,
     pooled,
+    pooled_overlap_miss,
     read_diarization_manifest,
     read_rttm,
     score,
@@ -78,7 +87,10 @@ def run_set(name: str, items: list[DiarizationItem], diarizer: ResemblyzerDiariz
             best = min(best, time.perf_counter() - started)
         duration = audio.size / SAMPLE_RATE
         result = DiarizationResult(item, speakers, len(diarization.speakers), duration, best)
-        result.components = score(reference, diarization, item.uem or (0.0, duration))
+        region = item.uem or (0.0, duration)
+        result.components = score(reference, diarization, region)
+        result.overlap_seconds, result.overlap_missed_seconds = overlap_miss(
+            reference, diarization, region)
         results.append(result)
         timing.audio += duration
         timing.vad += vad
@@ -94,8 +106,11 @@ def run_set(name: str, items: list[DiarizationItem], diarizer: ResemblyzerDiariz
         print(f"  overall {collar}: DER {100 * row['der']:.1f} % (miss {100 * row['miss']:.1f}, "
               f"false alarm {100 * row['false_alarm']:.1f}, "
               f"confusion {100 * row['confusion']:.1f})")
-    right = sum(r.found_speakers == r.reference_speakers for r in results)
-    print(f"  speaker count right: {right}/{len(results)}")
+    right = sum(r.count_right for r in results)
+    print(f"  speaker count right: {right}/{len(results)} ({100 * count_accuracy(results):.0f} %)")
+    missed = pooled_overlap_miss(results)
+    if missed is not None:
+        print(f"  overlap miss: {100 * missed:.1f} % of the reference's overlapped speech")
     print(f"  speed: {timing.audio:.1f} s of audio, diarization {timing.diarize:.2f} s = "
           f"{timing.audio / max(timing.diarize, 1e-9):.1f}x real time; with VAD "
           f"{timing.audio / max(timing.diarize + timing.vad, 1e-9):.1f}x")
@@ -104,7 +119,11 @@ def run_set(name: str, items: list[DiarizationItem], diarizer: ResemblyzerDiariz
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=3, help="timing runs per file (best kept)")
+    parser.add_argument("--runs", type=int, default=1, help="timing runs per file (best kept)")
+    parser.add_argument("--halves", nargs="*", default=["held"], choices=["tune", "held"],
+                        help="development-set halves to run (none: skip the set)")
+    parser.add_argument("--devset", type=Path, default=Path("/tmp/hark-devset"),
+                        help="where the development set is built")
     parser.add_argument("--extra", type=Path, nargs="*", default=[],
                         help="more folders of audio + RTTM pairs")
     parser.add_argument("--oracle", action="store_true",
@@ -117,7 +136,10 @@ def main() -> None:
           f"{'oracle' if args.oracle else 'automatic'} speaker count")
     # The first call pays for lazy initialisation inside PyTorch; keep it out of timings.
     diarizer.embed(np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE * 2).astype(np.float32))
-    sets = [("corpus (diarization manifest)",
+    sets = [(f"development set, {half} half",
+             read_diarization_manifest(build_half(half, args.devset, corpus_dir())))
+            for half in args.halves]
+    sets += [("corpus (diarization manifest)",
              read_diarization_manifest(corpus_dir() / "diarization" / "manifest.jsonl")),
             ("synthetic conversations (tests/fixtures/conversations)", folder_items(FIXTURES))]
     sets += [(f"extra: {folder}", folder_items(folder)) for folder in args.extra]

@@ -7,7 +7,9 @@ is the total width removed around each reference boundary, so 0.5).
 
 Besides DER: whether the speaker count is right, and the overlap miss: the share of
 the reference's overlapped speech (two or more people at once, inside the scored
-region) where the diarizer marks fewer than two speakers.
+region) where the diarizer marks fewer than two speakers. For transcripts, the
+word-speaker error: the share of words whose speaker differs from the reference's,
+after mapping found speakers one to one onto reference speakers by shared time.
 """
 
 from __future__ import annotations
@@ -217,3 +219,48 @@ def pooled_overlap_miss(results: list[DiarizationResult]) -> float | None:
     total = sum(r.overlap_seconds for r in results if r.error is None)
     missed = sum(r.overlap_missed_seconds for r in results if r.error is None)
     return missed / total if total else None
+
+
+def speaker_mapping(reference: list[tuple[float, float, str]],
+                    hypothesis: list[tuple[float, float, str]]) -> dict[str, str]:
+    """Found speaker → reference speaker, one to one, maximising shared seconds."""
+    from scipy.optimize import linear_sum_assignment
+
+    found = sorted({s for _, _, s in hypothesis})
+    truth = sorted({s for _, _, s in reference})
+    if not found or not truth:
+        return {}
+    shared = np.zeros((len(found), len(truth)))
+    for h_start, h_end, h_speaker in hypothesis:
+        for r_start, r_end, r_speaker in reference:
+            seconds = min(h_end, r_end) - max(h_start, r_start)
+            if seconds > 0:
+                shared[found.index(h_speaker), truth.index(r_speaker)] += seconds
+    rows, cols = linear_sum_assignment(-shared)
+    return {found[r]: truth[c] for r, c in zip(rows, cols, strict=True) if shared[r, c] > 0}
+
+
+def reference_word_speaker(reference: list[tuple[float, float, str]], start: float,
+                           end: float) -> str | None:
+    """The reference speaker talking most during [start, end]; None if nobody is."""
+    talk: dict[str, float] = {}
+    for r_start, r_end, speaker in reference:
+        seconds = min(end, r_end) - max(start, r_start)
+        if seconds > 0:
+            talk[speaker] = talk.get(speaker, 0.0) + seconds
+    return max(talk, key=lambda s: talk[s]) if talk else None
+
+
+def word_speaker_errors(reference: list[tuple[float, float, str]],
+                        words: list[tuple[float, float, str | None]],
+                        mapping: dict[str, str]) -> tuple[int, int]:
+    """(words whose speaker is wrong, words scored) for (start, end, found speaker)
+    words; words the reference gives to nobody are not scored."""
+    wrong = scored = 0
+    for start, end, speaker in words:
+        truth = reference_word_speaker(reference, start, end)
+        if truth is None:
+            continue
+        scored += 1
+        wrong += speaker is None or mapping.get(speaker) != truth
+    return wrong, scored
