@@ -1,7 +1,7 @@
 """Diarization on the development set, the corpus set and the synthetic conversations.
 
     python -m benchmarks.diarization [--halves held] [--devset DIR] [--runs 1]
-                                     [--extra DIR ...] [--oracle]
+                                     [--threads N] [--extra DIR ...] [--oracle]
 
 The development set (see docs/diarization.md) is built into DIR (default
 /tmp/hark-devset) when missing; `--halves held` (the default) reports the held-back
@@ -126,12 +126,14 @@ def main() -> None:
                         help="where the development set is built")
     parser.add_argument("--extra", type=Path, nargs="*", default=[],
                         help="more folders of audio + RTTM pairs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="PyTorch threads for the encoder (default: the diarizer's own)")
     parser.add_argument("--oracle", action="store_true",
                         help="give the diarizer the reference speaker count")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     started = time.perf_counter()
-    diarizer = ResemblyzerDiarizer()
+    diarizer = ResemblyzerDiarizer(threads=args.threads)
     print(f"diarizer: {diarizer.name}, loaded in {time.perf_counter() - started:.1f} s; "
           f"{'oracle' if args.oracle else 'automatic'} speaker count")
     # The first call pays for lazy initialisation inside PyTorch; keep it out of timings.
