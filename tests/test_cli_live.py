@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +75,12 @@ def test_bad_invocations_fail_with_a_message(cli_env: Path, args: list[str], cod
     result = CliRunner().invoke(app, ["live", *args], input=b"")
     assert result.exit_code == code, result.output
     assert message in result.output
+
+
+def test_the_command_line_does_not_load_prometheus() -> None:
+    """`hark worker` turns on Prometheus's multiprocess mode before the library is first
+    imported; anything the command imports earlier would leave its pool's counts unseen."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, hark.cli; print('prometheus_client' in sys.modules)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"

@@ -84,15 +84,14 @@ def check_order(events: list[LiveEvent], duration: float) -> None:
     assert times == sorted(times)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
 def test_a_speech_streamed_in_random_pieces(engine: Engine, settings: Settings,
-                                            items: dict[str, ManifestItem], seed: int) -> None:
+                                            items: dict[str, ManifestItem]) -> None:
     item = items["jfk_inaugural_1961"]
     audio = samples_of(item)
     offline = transcribe_audio(audio, ENGLISH, settings)
     offline_errors = count_errors(item.text, offline.text, "en")
     transcriber = LiveTranscriber(engine, ENGLISH)
-    events, _ = stream(transcriber, audio, seed)
+    events, _ = stream(transcriber, audio, seed=1)
     check_order(events, audio.shape[0] / SAMPLE_RATE)
     live_errors = count_errors(item.text, final_text(events), "en")
     # Live decoding hears each phrase before the next one is spoken (the first phrase with
@@ -125,9 +124,9 @@ def test_utterances_apart_are_given_out_one_by_one(engine: Engine,
 
 def test_long_speech_without_a_pause_is_given_out_as_it_goes(
         engine: Engine, items: dict[str, ManifestItem]) -> None:
-    """Eight sentences read back to back (about 60 s, no pause long enough to end the
+    """Five sentences read back to back (about 40 s, no pause long enough to end the
     utterance): finals come while the speech goes on, and the audio held stays bounded."""
-    chosen = [items[f"ljspeech_LJ001-000{n}"] for n in range(1, 9)]
+    chosen = [items[f"ljspeech_LJ001-000{n}"] for n in range(1, 6)]
     audio = np.concatenate([samples_of(item) for item in chosen])
     live = LiveOptions(max_buffer_seconds=12.0)
     events, held = stream(LiveTranscriber(engine, ENGLISH, live), audio, seed=4)
@@ -135,7 +134,7 @@ def test_long_speech_without_a_pause_is_given_out_as_it_goes(
     assert held <= live.max_buffer_seconds + 2 * live.decode_every + 1.0, held
     stops = [e.time for e in events if e.kind == "speech_stopped"]
     finals = [e for e in events if e.kind == "final"]
-    assert sum(e.time < stops[0] for e in finals) >= 3
+    assert sum(e.time < stops[0] for e in finals) >= 2
     reference = " ".join(i.text for i in chosen)
     errors = total([count_errors(reference, final_text(events), "en")])
     assert errors.rate <= 0.15, final_text(events)

@@ -15,8 +15,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from hark.evaluation.asr import read_manifest
 from hark.evaluation.scoring import count_errors
-from hark.live.service import Pcm16Decoder
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from hark.pipeline.pcm import Pcm16Decoder
 from tests.support.service import Service, bearer, service_fixture
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]

@@ -22,12 +22,12 @@ import typer
 from hark.cli.console import err, fail
 from hark.config import get_settings
 from hark.errors import HarkError, OptionError
-from hark.live.service import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline import writers
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.engines.select import borrow_engine, engine_cache, resolve_model
 from hark.pipeline.live import LiveEvent, LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.pcm import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline.transcript import Segment, Transcript
 
 PIECE_SECONDS = 0.1

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hark.errors import HarkError
-from hark.live.service import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.live import LiveEvent, LiveOptions, LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.pcm import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline.transcript import Word, join_words
 
 OPENAI_RATE = 24000

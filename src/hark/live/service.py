@@ -20,12 +20,12 @@ import numpy as np
 
 from hark import metrics
 from hark.errors import LiveStreamsFullError, OptionError
+from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.live import LiveEvent, LiveTranscriber
+from hark.pipeline.pcm import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline.samples import PCM16_SCALE
 from hark.pipeline.transcript import Segment
 
-SAMPLE_RATE = 16000
-SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 ENCODINGS = ("pcm16",)
 
 
@@ -77,31 +77,6 @@ class StreamOptions:
         if self.language:
             fields["language"] = self.language
         return fields
-
-
-class Pcm16Decoder:
-    """Little-endian 16-bit mono frames at any listed rate → float32 at 16 kHz.
-
-    A frame may end inside a sample: its odd byte waits for the next frame. Resampling
-    keeps its filter state from frame to frame, so frame boundaries leave no trace."""
-
-    def __init__(self, sample_rate: int) -> None:
-        self._carry = b""
-        self._resampler: Any = None
-        if sample_rate != SAMPLE_RATE:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
-
-    def decode(self, frame: bytes, *, last: bool = False) -> np.ndarray:
-        data = self._carry + frame
-        whole = len(data) // 2 * 2
-        self._carry = data[whole:]
-        samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / PCM16_SCALE
-        if self._resampler is None:
-            return samples
-        out: np.ndarray = self._resampler.resample_chunk(samples, last=last)
-        return out.astype(np.float32, copy=False)
 
 
 @dataclass
