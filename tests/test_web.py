@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.browser import CHROMIUM, TIMEOUT_MS, wait_until
+from tests.support.common import wait_for
 from tests.support.server import HarkServer, create_key
 
 pytestmark = [pytest.mark.browser]
@@ -365,8 +366,15 @@ def test_jobs_are_canceled_retried_and_deleted(web: Web, job: dict[str, Any]) ->
     assert page.locator("#jobs li.job").count() == 2
     web.shot("09-jobs-filtered")
     delete = item.locator("[data-action='delete']")
-    delete.click()
-    assert delete.inner_text() == "Confirm delete"
+
+    def armed() -> bool:
+        # The first click arms the button; an update of the job redraws its row (and
+        # the button unarmed), so arm it again if that happened in between.
+        if delete.inner_text() != "Confirm delete":
+            delete.click()
+        return bool(delete.inner_text() == "Confirm delete")
+
+    wait_for(armed, 10, message="the delete button never asked for confirmation")
     delete.click()
     page.wait_for_selector(f"#jobs li.job[data-id='{waiting['id']}']", state="detached")
     assert api.get(f"/api/v1/jobs/{waiting['id']}").json()["purged"] is True
