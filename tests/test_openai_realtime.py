@@ -29,7 +29,7 @@ TRANSCRIPTION = {"model": "whisper-1", "language": "en"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     settings = service_settings(tmp_path_factory.mktemp("realtime"), allow_anonymous=False,
-                                live_idle_seconds=5.0)
+                                live_idle_seconds=2.0)
     with live_server(settings, workers=False) as live:
         yield live
 
