@@ -169,8 +169,7 @@ class LiveTranscriber:
     def clear(self) -> None:
         """Forget the utterance in progress and any audio held for it."""
         self._tracker.in_speech = False
-        self._pieces, self._buffered = [], 0
-        self._committed, self._spoken, self._previous = [], [], []
+        self._forget_utterance()
         self._pre_roll.clear()
 
     def finish(self) -> list[LiveEvent]:
@@ -184,13 +183,17 @@ class LiveTranscriber:
 
     # --- the utterance in progress ---------------------------------------------------
 
+    def _forget_utterance(self) -> None:
+        self._pieces, self._buffered = [], 0
+        self._committed, self._spoken, self._previous = [], [], []
+
     def _start_utterance(self) -> None:
+        self._forget_utterance()
         self._pieces = list(self._pre_roll)
         self._pre_roll.clear()
         self._buffered = sum(p.shape[0] for p in self._pieces)
         self._buffer_start = self.received - self._buffered
         self._decoded_at = self.received
-        self._committed, self._spoken, self._previous = [], [], []
 
     def _advance(self) -> list[LiveEvent]:
         """Decode the utterance so far; commit what two decodes agree on."""
@@ -209,8 +212,7 @@ class LiveTranscriber:
     def _end_utterance(self) -> list[LiveEvent]:
         words = self._committed + self._new_words(self._decode(final=True))
         events = self._finals(words)
-        self._pieces, self._buffered = [], 0
-        self._committed, self._spoken, self._previous = [], [], []
+        self._forget_utterance()
         return events
 
     def _release_sentences(self) -> list[LiveEvent]:
