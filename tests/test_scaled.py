@@ -366,7 +366,7 @@ def test_killed_worker_job_is_recovered_by_lease_and_reconciler(
         stack.workers.append(replacement)
         replacement.start()
 
-        # The lease runs out (6 s), the API's reconciler (every second here) requeues
+        # The lease runs out (10 s), the API's reconciler (every second here) requeues
         # the job and sends its message again; the new worker runs it. The wait's 60 s
         # is the bound: without them, nothing would take the job back within it.
         again = wait_job(client, job["id"], lambda j: j["attempts"] >= 2, 60, "recovered")

