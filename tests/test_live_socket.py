@@ -4,6 +4,7 @@ Whisper (tiny.en) words out; and every way a client can get it wrong."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from hark.evaluation.asr import read_manifest
 from hark.evaluation.scoring import count_errors
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.pcm import Pcm16Decoder
+from tests.support.encode import encode
 from tests.support.service import Service, bearer, service_fixture
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -111,6 +113,39 @@ def test_a_speech_streamed_over_the_socket(svc: Service, alpha: str,
     # Every final's latency was observed; no stream is counted open any more.
     assert metric(svc, "hark_live_final_latency_seconds_count") == finals_before + len(finals)
     assert metric(svc, "hark_live_streams") == 0
+
+
+def test_a_browser_recording_streamed_as_webm_opus(svc: Service, alpha: str,
+                                                  speech: tuple[np.ndarray, str]) -> None:
+    audio, reference = speech
+    webm = encode(audio, "webm")
+    with svc.client.websocket_connect(f"{LIVE}?language=en&encoding=container&save=true",
+                                      headers=bearer(alpha)) as socket:
+        assert socket.receive_json()["type"] == "ready"
+        # MediaRecorder's chunks every 250 ms are about this size at Opus' 32 kb/s.
+        stream_speech(socket, webm, frame_bytes=1000)
+        messages, code = receive_until_closed(socket)
+    assert code == 1000
+    text = " ".join(m["segment"]["text"] for m in messages if m["type"] == "final")
+    assert count_errors(reference, text, "en").rate <= 0.15, text
+    assert "partial" in [m["type"] for m in messages]
+    closed = messages[-1]
+    assert abs(closed["seconds"] - len(audio) / SAMPLE_RATE) < 0.1
+    # The stored recording is the decoded audio, as a WAV file.
+    job = svc.job(closed["job_id"], headers=bearer(alpha))
+    assert abs(job["duration"] - len(audio) / SAMPLE_RATE) < 0.1
+
+
+def test_a_stream_that_is_not_audio_is_refused(svc: Service, alpha: str) -> None:
+    with svc.client.websocket_connect(f"{LIVE}?encoding=container",
+                                      headers=bearer(alpha)) as socket:
+        assert socket.receive_json()["type"] == "ready"
+        socket.send_bytes(b"<html><script>alert(1)</script></html>" * 100)
+        socket.send_text(json.dumps({"type": "stop"}))
+        messages, code = receive_until_closed(socket)
+    assert code == 4400 and messages[-1]["error_code"] == "UNSUPPORTED_MEDIA"
+    assert open_streams(svc) == {}
+    assert not [t for t in threading.enumerate() if t.name == "hark-stream-decode"]
 
 
 def test_no_key_no_stream(svc: Service) -> None:

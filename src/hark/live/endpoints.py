@@ -1,11 +1,12 @@
-"""`WS /api/v1/live`: binary frames of PCM16 audio in, JSON messages out.
+"""`WS /api/v1/live`: binary frames of audio in, JSON messages out.
 
-Options ride in the query (`model`, `language`, `sample_rate`, `encoding`, and `save`
-to keep the stream as a job, with `diarize`); the key as on every socket. The server
-sends `ready`, then `speech_started`, `partial`, `final`, `speech_stopped` as the audio
-gives them, and on `{"type": "stop"}` the rest of the utterance in progress and
-`closed` (with the saved job's id). Refusals and failures send an `error` message (the
-error envelope's code and message) before the close code:
+Options ride in the query (`model`, `language`, `save` to keep the stream as a job,
+with `diarize`, and the audio's `encoding`: `pcm16` at `sample_rate`, or `container`
+for compressed audio such as MediaRecorder's WebM/Opus, Ogg/Opus or MP3); the key as
+on every socket. The server sends `ready`, then `speech_started`, `partial`, `final`,
+`speech_stopped` as the audio gives them, and on `{"type": "stop"}` the rest of the
+utterance in progress and `closed` (with the saved job's id). Refusals and failures
+send an `error` message (the error envelope's code and message) before the close code:
 
     4400 bad options or message   4401 no valid key or key revoked
     4408 nothing received for HARK_LIVE_IDLE_SECONDS   4429 no live slot free
@@ -92,7 +93,8 @@ async def live(websocket: WebSocket) -> None:
         try:
             # Loading a model takes seconds the first time: off the event loop.
             engine = await run_in_threadpool(held.enter_context, borrow_engine(model, settings))
-            session = LiveSession(LiveTranscriber(engine, asked), options, engine.name)
+            session = LiveSession(LiveTranscriber(engine, asked), options, engine.name,
+                                  settings.live_max_seconds)
             held.callback(session.close)
         except HarkError as exc:
             await _refuse(websocket, exc, CLOSE_BAD_REQUEST)

@@ -22,11 +22,9 @@ from hark import metrics
 from hark.errors import LiveStreamsFullError, OptionError
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.live import LiveEvent, LiveTranscriber
-from hark.pipeline.pcm import SAMPLE_RATES, Pcm16Decoder
+from hark.pipeline.pcm import ENCODINGS, SAMPLE_RATES, open_stream_decoder
 from hark.pipeline.samples import PCM16_SCALE
 from hark.pipeline.transcript import Segment
-
-ENCODINGS = ("pcm16",)
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,8 @@ class StreamOptions:
                               + ", ".join(map(str, SAMPLE_RATES)), field="sample_rate")
         encoding = query.get("encoding", "pcm16")
         if encoding not in ENCODINGS:
-            raise OptionError("encoding must be pcm16 (16-bit little-endian mono)",
+            raise OptionError("encoding must be pcm16 (16-bit little-endian mono) or "
+                              "container (WebM/Opus, Ogg, MP3, FLAC, WAV, ADTS AAC)",
                               field="encoding")
         flags = {}
         for name in ("save", "diarize"):
@@ -134,9 +133,12 @@ class LiveSession:
     """Frames in, messages out, for one stream (and its recording, when it is kept)."""
 
     def __init__(self, transcriber: LiveTranscriber, options: StreamOptions,
-                 model: str) -> None:
+                 model: str, max_seconds: float = float("inf")) -> None:
         self.transcriber = transcriber
-        self.decoder = Pcm16Decoder(options.sample_rate)
+        self.decoder = open_stream_decoder(options.encoding, options.sample_rate)
+        # Compressed frames may hold hours of audio: what is past the limit is not
+        # transcribed at all.
+        self.max_seconds = max_seconds
         self.recording = StreamRecording() if options.save else None
         self.model = model
         # (samples received by then, when they arrived): for the latency of finals.
@@ -147,11 +149,16 @@ class LiveSession:
     def seconds(self) -> float:
         return self.transcriber.received / SAMPLE_RATE
 
-    def feed(self, frame: bytes) -> list[dict[str, Any]]:
-        return self._feed(self.decoder.decode(frame))
+    def feed(self, frame: bytes, *, last: bool = False) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        for samples in self.decoder.pieces(frame, last=last):
+            if self.seconds >= self.max_seconds:
+                break
+            messages += self._feed(samples)
+        return messages
 
     def finish(self) -> list[dict[str, Any]]:
-        tail = self._feed(self.decoder.decode(b"", last=True))
+        tail = self.feed(b"", last=True)
         return tail + self._observed(self.transcriber.finish(), time.monotonic())
 
     def _feed(self, samples: np.ndarray) -> list[dict[str, Any]]:
@@ -183,6 +190,7 @@ class LiveSession:
 
     def close(self) -> None:
         metrics.LIVE_STREAMS.dec()
+        self.decoder.close()
         if self.recording is not None:
             self.recording.close()
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -12,6 +13,19 @@ from hark.pipeline.samples import PCM16_SCALE
 
 # The rates a live stream may send (what microphones and telephony use).
 SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# pcm16: raw 16-bit little-endian mono at a listed rate; container: compressed audio
+# in a container read as it arrives (WebM/Opus, Ogg, MP3, ...), which names its rate.
+ENCODINGS = ("pcm16", "container")
+
+
+class StreamDecoder(Protocol):
+    """A live stream's frames in, 16 kHz mono float32 pieces out."""
+
+    def pieces(self, frame: bytes, *, last: bool = False) -> Iterator[np.ndarray]:
+        """The samples `frame` completes (all that is left, with `last`)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Pcm16Decoder:
@@ -37,3 +51,20 @@ class Pcm16Decoder:
             return samples
         out: np.ndarray = self._resampler.resample_chunk(samples, last=last)
         return out.astype(np.float32, copy=False)
+
+    def pieces(self, frame: bytes, *, last: bool = False) -> Iterator[np.ndarray]:
+        samples = self.decode(frame, last=last)
+        if samples.size:
+            yield samples
+
+    def close(self) -> None:
+        pass
+
+
+def open_stream_decoder(encoding: str, sample_rate: int = SAMPLE_RATE) -> StreamDecoder:
+    """The decoder for a stream of `encoding` (one of ENCODINGS)."""
+    if encoding == "container":
+        from hark.pipeline.stream_media import ContainerStreamDecoder
+
+        return ContainerStreamDecoder()
+    return Pcm16Decoder(sample_rate)
