@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ from hark.cli import app
 from hark.config import get_settings
 from hark.evaluation.scoring import count_errors
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from tests.support.common import wait_for
+from tests.support.encode import encode
+from tests.support.server import HarkServer, create_key
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -69,12 +74,59 @@ def test_standard_input_at_eight_kilohertz(whisper_env: Path, corpus_dir: Path) 
     (["x.wav", "-o", "out.docx"], 2, "cannot tell the format"),
     (["missing.wav", "-m", "pocketsphinx"], 1, "FILE_NOT_FOUND"),
     (["-", "-m", "pocketsphinx", "-l", "de"], 1, "UNSUPPORTED_LANGUAGE"),
+    (["-", "--encoding", "opus"], 2, "--encoding must be one of"),
+    (["-", "--save"], 2, "give --server"),
+    (["-", "--server", "ftp://example.com"], 1, "--server must be an http(s) URL"),
+    (["-", "--server", "http://127.0.0.1:1"], 1, "SERVER_UNREACHABLE"),
 ])
 def test_bad_invocations_fail_with_a_message(cli_env: Path, args: list[str], code: int,
                                              message: str) -> None:
     result = CliRunner().invoke(app, ["live", *args], input=b"")
     assert result.exit_code == code, result.output
     assert message in result.output
+
+
+def test_a_webm_stream_on_standard_input(whisper_env: Path, corpus_dir: Path) -> None:
+    audio = load_audio(corpus_dir / "asr" / "jfk_inaugural_1961.flac")[1]
+    result = CliRunner().invoke(app, ["live", "-", "-m", "tiny.en", "-l", "en",
+                                      "--encoding", "container"], input=encode(audio, "webm"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(t for _, _, t in finals(result.stdout))
+    assert count_errors(REFERENCE, text, "en").rate <= 0.15, text
+
+
+def test_a_stream_sent_to_a_server_and_saved_as_a_job(tmp_path: Path,
+                                                      corpus_dir: Path) -> None:
+    path = corpus_dir / "asr" / "jfk_inaugural_1961.flac"
+    key = create_key(tmp_path / "data")["key"]
+    with HarkServer(tmp_path / "data", tmp_path / "logs", workers=1) as server:
+        server.start()
+        out = tmp_path / "live.json"
+        result = CliRunner().invoke(app, ["live", str(path), "--server", server.base_url,
+                                          "--key", key, "-l", "en", "--save", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        text = " ".join(t for _, _, t in finals(result.stdout))
+        assert count_errors(REFERENCE, text, "en").rate <= 0.15, text
+        saved = re.search(r"saved as job ([\w-]+): (\S+)", result.stderr)
+        assert saved and saved[2] == f"{server.base_url}/#/jobs/{saved[1]}", result.stderr
+        written = json.loads(out.read_text())
+        assert "tiny.en" in written["model"] and written["language"] == "en"
+        assert [s["text"] for s in written["segments"]] == [t for _, _, t in finals(
+            result.stdout)]
+        # The server keeps the whole recording and transcribes it again as a job.
+        with server.client(key=key) as client:
+            def finished() -> dict[str, Any] | None:
+                job: dict[str, Any] = client.get(f"/api/v1/jobs/{saved[1]}").json()
+                return job if job["status"] in ("completed", "failed") else None
+
+            job = wait_for(finished, timeout=120, interval=0.5)
+            assert job and job["status"] == "completed", job
+            transcript = client.get(f"/api/v1/jobs/{saved[1]}/result").json()
+        assert count_errors(REFERENCE, transcript["text"], "en").rate <= 0.15
+        # A wrong key is refused by name.
+        refused = CliRunner().invoke(app, ["live", str(path), "--server", server.base_url,
+                                           "--key", "hk_wrong"])
+        assert refused.exit_code == 1 and "UNAUTHORIZED" in refused.output
 
 
 def test_the_command_line_does_not_load_prometheus() -> None:
