@@ -3,16 +3,20 @@ in chunks of random sizes, as a socket would deliver it."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
+import soxr
 
 from hark.config import Settings
 from hark.evaluation.asr import ManifestItem, read_manifest
 from hark.evaluation.scoring import count_errors, total
+from hark.live.realtime import RealtimeSession
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.engines.select import borrow_engine, engine_cache
@@ -148,3 +152,43 @@ def test_silence_and_noise_give_nothing(engine: Engine) -> None:
     events, held = stream(transcriber, audio, seed=6)
     assert events == [] and held == 0.0
     assert transcriber.received == audio.shape[0] // 512 * 512
+
+
+class BreaksOnce:
+    """The real engine, except that its first recognition raises (a decoder crash)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def recognize(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("the decoder crashed")
+        return self._engine.recognize(*args, **kwargs)
+
+
+def test_a_realtime_item_whose_recognition_breaks_fails_and_the_session_goes_on(
+        engine: Engine, items: dict[str, ManifestItem]) -> None:
+    broken = BreaksOnce(engine)
+    session = RealtimeSession(lambda model, language: cast(Engine, broken), 1 << 20)
+    audio = soxr.resample(samples_of(items["jfk_inaugural_1961"]), SAMPLE_RATE, 24000)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    events: list[dict[str, Any]] = []
+    for start in range(0, len(pcm), 4800):
+        events += session.handle({"type": "input_audio_buffer.append",
+                                  "audio": base64.b64encode(pcm[start:start + 4800]).decode()})
+    events += session.handle({"type": "input_audio_buffer.commit"})
+    failed = [e for e in events
+              if e["type"] == "conversation.item.input_audio_transcription.failed"]
+    completed = [e for e in events
+                 if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert broken.calls > 1 and len(failed) == 1
+    assert failed[0]["error"]["code"] == "recognition_failed"
+    # The failed item gets nothing more; the speech after it is transcribed.
+    assert failed[0]["item_id"] not in {e.get("item_id") for e in completed}
+    assert "your country" in " ".join(e["transcript"] for e in completed).lower()
+    assert not [e for e in events if e["type"] == "error"]

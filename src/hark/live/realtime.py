@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from hark.pipeline.live import LiveEvent, LiveOptions, LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.pcm import SAMPLE_RATES, Pcm16Decoder
 from hark.pipeline.transcript import Word, join_words
+
+log = logging.getLogger(__name__)
 
 OPENAI_RATE = 24000
 Event = dict[str, Any]
@@ -178,8 +181,25 @@ class RealtimeSession:
             param = exc.details.get("field")
             return [error_event(exc.message, code=exc.code.lower(), client_event=client_event,
                                 param=str(param) if param else None)]
+        except Exception:
+            log.exception("realtime transcription failed")
+            return self._failed()
         return [error_event(f"Unknown event type {kind[:80]!r}", code="unknown_event",
                             client_event=client_event)]
+
+    def _failed(self) -> list[Event]:
+        """Recognition broke: the item in progress fails, its audio is dropped, and the
+        session goes on with the audio that comes next."""
+        if self._transcriber is not None:
+            self._transcriber.clear()
+        item, self._item = self._item, None
+        error = {"type": "server_error", "code": "recognition_failed",
+                 "message": "Recognition failed", "param": None}
+        if item is None:
+            return [{"type": "error", "event_id": event_id(), "error": error}]
+        return [{"type": "conversation.item.input_audio_transcription.failed",
+                 "event_id": event_id(), "item_id": item.id, "content_index": 0,
+                 "error": error}]
 
     def _update(self, shape: str, body: Any) -> list[Event]:
         if self._transcriber is not None:
