@@ -203,6 +203,29 @@ def test_migrations_round_trip_down_and_up(empty_url: str) -> None:
     assert ensure_schema(empty_url) == head_revision()
 
 
+def test_every_tenant_in_use_becomes_an_organisation(empty_url: str) -> None:
+    upgrade(empty_url, "0006")
+    engine = make_engine(empty_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, webhook_secret) "
+                "VALUES ('k1', 'acme', 'ci', 'hk_1', 'h1', 's1')"))
+            connection.execute(sa.text(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, webhook_secret) "
+                "VALUES ('k2', 'globex', 'ci', 'hk_2', 'h2', 's2')"))
+        upgrade(empty_url)
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text(
+                "SELECT id, name, quota_concurrent_jobs FROM organisations ORDER BY id")).all()
+            keys = connection.execute(sa.text("SELECT rate_limit FROM api_keys")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [("acme", "acme", None), ("globex", "globex", None),
+                                        ("local", "local", None)]
+    assert [tuple(k) for k in keys] == [(None,), (None,)]
+
+
 def test_concurrent_upgrades_queue_instead_of_racing(empty_url: str) -> None:
     results: list[str | None] = []
     errors: list[BaseException] = []

@@ -24,3 +24,5 @@ class ApiKey(IdMixin, TenantMixin, TimestampMixin, Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The highest job priority this key may ask for (0: normal); above it is refused.
     max_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # This key's request rate, such as "120/minute" (None: HARK_RATE_LIMIT).
+    rate_limit: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,1 @@
+"""Organisations: the tenants that own jobs, keys and voices, with their quotas."""
