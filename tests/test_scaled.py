@@ -471,3 +471,41 @@ def test_postgres_restart(tmp_path: Path, s3: MotoS3Server,
     print(f"\nPostgreSQL restart: API answered {answered_after:.1f} s after, the job running "
           f"through it completed {finished_after:.1f} s after (attempt "
           f"{interrupted['attempts']})")
+
+
+# --- 6. rates and quotas across API processes ---------------------------------------------
+
+
+def test_a_keys_rate_and_its_organisations_quota_hold_across_api_processes(
+    stack: ScaledStack, recordings: dict[str, Path],
+) -> None:
+    while len(stack.apis) < 2:
+        stack.api()
+
+    def hark(*args: str) -> str:
+        done = subprocess.run(hark_command(*args), env=clean_env(stack.root, stack.env),
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+    key = json.loads(hark("keys", "create", "--tenant", "rated", "--rate-limit", "4/minute",
+                          "--json"))["key"]
+    # The window lives in Redis: both processes count against the same four requests.
+    answers = []
+    for turn in range(6):
+        with stack.apis[turn % 2].client(key=key) as client:
+            answers.append(client.get("/api/v1/jobs"))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]
+    assert [a.headers.get("x-ratelimit-remaining") for a in answers[:4]] == ["3", "2", "1", "0"]
+    assert answers[5].json()["error_code"] == "RATE_LIMITED"
+
+    # A quota of no concurrent jobs, set in the shared database, is seen by every process.
+    hark("orgs", "quota", "local", "--concurrent-jobs", "0")
+    try:
+        for api in stack.apis:
+            with api.client() as client, open(recordings["short"], "rb") as media:
+                refused = client.post("/api/v1/jobs/upload",
+                                      files={"file": ("short.wav", media, "audio/wav")})
+            assert refused.status_code == 429 and \
+                refused.json()["details"]["quota"] == "concurrent_jobs"
+    finally:
+        hark("orgs", "quota", "local", "--concurrent-jobs", "unlimited")

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_max_attempts: int = Field(default=6, ge=1)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Requests one API key may make, in `limits`' notation ("600/minute",
+    # "10/second;1000/hour"); "" turns limiting off. A key's own rate overrides it.
+    rate_limit: str = "600/minute"
+    # Where request counts live: memory:// (this process) or a Redis URL shared by
+    # every API replica; unset: the events' Redis (scaled mode), else memory.
+    rate_limit_storage_url: str | None = None
     # Live transcription (WS /api/v1/live): streams at once in this process and per
     # tenant, silence from the client that ends a stream, and the longest stream.
     live_max_streams: int = Field(default=4, ge=0)

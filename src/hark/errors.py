@@ -41,6 +41,9 @@
     │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
     │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
+    ├── RateLimitedError                   RATE_LIMITED         429
+    ├── QuotaExceededError                 QUOTA_EXCEEDED       403
+    │   └── ConcurrencyQuotaError          QUOTA_EXCEEDED       429
     ├── LiveStreamsFullError               LIVE_STREAMS_FULL    429
     ├── StorageError                       STORAGE_ERROR        503
     ├── DatabaseError                      DATABASE_ERROR       503
@@ -283,6 +286,26 @@ class OperatorOnlyError(PermissionDeniedError):
 
 class QueueFullError(HarkError):
     code = "QUEUE_FULL"
+    status_code = 429
+
+
+class RateLimitedError(HarkError):
+    """The key made more requests than its rate allows; `retry_after` seconds."""
+
+    code = "RATE_LIMITED"
+    status_code = 429
+
+
+class QuotaExceededError(HarkError):
+    """The organisation's quota (`quota`) would be passed: monthly audio or storage."""
+
+    code = "QUOTA_EXCEEDED"
+    status_code = 403
+
+
+class ConcurrencyQuotaError(QuotaExceededError):
+    """As many jobs or live streams run as the organisation may have at once."""
+
     status_code = 429
 
 

@@ -11,3 +11,5 @@ class Principal:
     api_key_id: str | None
     # The highest job priority this caller may ask for (0: normal).
     max_priority: int = 0
+    # The key's own request rate ("120/minute"); None: the server's HARK_RATE_LIMIT.
+    rate_limit: str | None = None

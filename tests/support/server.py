@@ -53,7 +53,9 @@ def clean_env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, 
     real Whisper (tiny.en, from its model package) as the default model."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HARK_")}
     env.update({"HARK_DATA_DIR": str(data_dir), "HARK_LOG_FORMAT": "json",
-                "HARK_DEFAULT_MODEL": "tiny.en", "PYTHONUNBUFFERED": "1"})
+                "HARK_DEFAULT_MODEL": "tiny.en", "PYTHONUNBUFFERED": "1",
+                # Rates are tested where they are set; keys' own rates still apply.
+                "HARK_RATE_LIMIT": ""})
     env.update(extra or {})
     return env
 

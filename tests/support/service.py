@@ -69,6 +69,9 @@ def service_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir, "workers": 1, "log_format": "console", "log_level": "WARNING",
         "allow_anonymous": True, "host": "127.0.0.1", "default_model": "tiny.en",
+        # Test modules make hundreds of requests a minute with one key; the request
+        # rate is tested where it is set (test_rate_limits).
+        "rate_limit": "",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -148,8 +151,9 @@ class Service:
         """Every file and folder under the storage folder, as relative paths."""
         return tree(self.storage_root)
 
-    def create_key(self, tenant: str, name: str = "test", max_priority: int = 0) -> str:
-        return create_api_key(self.state, tenant, name, max_priority)
+    def create_key(self, tenant: str, name: str = "test", max_priority: int = 0,
+                   rate_limit: str | None = None) -> str:
+        return create_api_key(self.state, tenant, name, max_priority, rate_limit)
 
 
 def tree(root: Path) -> set[str]:
@@ -163,10 +167,10 @@ def tree(root: Path) -> set[str]:
 
 
 def create_api_key(state: ServiceState, tenant: str, name: str = "test",
-                   max_priority: int = 0) -> str:
+                   max_priority: int = 0, rate_limit: str | None = None) -> str:
     with state.db.session(write=True) as session:
-        return create_key(session, name=name, tenant_id=tenant,
-                          max_priority=max_priority).secret
+        return create_key(session, name=name, tenant_id=tenant, max_priority=max_priority,
+                          rate_limit=rate_limit).secret
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from hark.api import metrics as api_metrics
 from hark.api.errors import install_error_handlers
 from hark.api.logging import AccessLogMiddleware
 from hark.api.openapi import install as install_openapi
+from hark.api.rate_limit import RateLimitHeadersMiddleware, RequestRates
 from hark.api.request_id import RequestIdMiddleware
 from hark.api.security import SecurityMiddleware
 from hark.config import Settings
@@ -45,6 +46,7 @@ def create_app(
                   description="Self-hosted speech-to-text: transcripts with word "
                               "timestamps, language and speakers.")
     install_error_handlers(app)
+    app.state.request_rates = RequestRates(settings)
     from hark.health.endpoints import router as health_router
     from hark.jobs.endpoints import router as jobs_router
     from hark.jobs.events_endpoints import router as events_router
@@ -52,13 +54,15 @@ def create_app(
     from hark.live.endpoints import router as live_router
     from hark.openai_api.endpoints import router as openai_router
     from hark.openai_api.realtime_endpoints import router as realtime_router
+    from hark.organisations.endpoints import router as organisations_router
     from hark.speakers.endpoints import router as speakers_router
     from hark.transcripts.endpoints import router as transcripts_router
     from hark.web import install as install_web
     from hark.web.docs import install_docs
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
-                   transcripts_router, feed_router, live_router, realtime_router):
+                   transcripts_router, feed_router, live_router, realtime_router,
+                   organisations_router):
         app.include_router(router)
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/
@@ -69,6 +73,7 @@ def create_app(
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["X-Request-ID", "Content-Disposition"])
     app.add_middleware(SecurityMiddleware, settings=settings)  # Host, cross-site, headers
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(api_metrics.MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: everything below sees the id

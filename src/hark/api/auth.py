@@ -9,6 +9,7 @@ from fastapi import Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from hark.api.rate_limit import RequestRates
 from hark.api.revocation import key_watch
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
@@ -39,6 +40,18 @@ def presented_key(connection: HTTPConnection) -> str | None:
 
 
 async def resolve_principal(connection: HTTPConnection, raw: str | None) -> Principal:
+    """The caller, counted against its key's request rate (refused past it)."""
+    principal = await _principal(connection, raw)
+    rates: RequestRates | None = getattr(connection.app.state, "request_rates", None)
+    decision = rates.hit(principal) if rates is not None else None
+    if decision is not None:
+        connection.state.rate_limit = decision  # for the response's headers
+        if not decision.allowed:
+            raise decision.refusal()
+    return principal
+
+
+async def _principal(connection: HTTPConnection, raw: str | None) -> Principal:
     """Async so that the common case, a recently seen key, costs no thread hop."""
     state: ServiceState = connection.app.state.hark
     if raw is None:
@@ -60,7 +73,7 @@ def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:
         if key is None:
             raise AuthenticationError("the API key is not valid or was revoked")
         principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id,
-                              max_priority=key.max_priority)
+                              max_priority=key.max_priority, rate_limit=key.rate_limit)
     state.keys[digest] = principal
     return principal
 

@@ -46,7 +46,7 @@ def envelope(request: Request | None, status: int, message: str, code: str,
 def error_response(request: Request | None, exc: HarkError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     if exc.status_code == 429:
-        headers = {"Retry-After": "5"}
+        headers = {"Retry-After": str(exc.details.get("retry_after", 5))}
     return envelope(request, exc.status_code, exc.message, exc.code, _jsonable(exc.details),
                     headers)
 

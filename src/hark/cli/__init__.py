@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from hark import __version__
-from hark.cli import db, evaluate, keys, live, models, serve, speakers, transcribe, worker
+from hark.cli import (
+    db,
+    evaluate,
+    keys,
+    live,
+    models,
+    orgs,
+    serve,
+    speakers,
+    transcribe,
+    worker,
+)
 from hark.cli.base import HarkTyper
 
 app = HarkTyper(
@@ -23,6 +34,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(speakers.app, name="speakers")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
+app.add_typer(orgs.app, name="orgs")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 

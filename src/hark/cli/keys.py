@@ -31,6 +31,9 @@ def create(
         "--tenant", help="Tenant whose jobs, results and speakers the key can reach.")] = "local",
     max_priority: Annotated[int, typer.Option(
         help="Highest job priority the key may ask for (0: normal; up to 100).")] = 0,
+    rate_limit: Annotated[str | None, typer.Option(
+        help="The key's request rate, e.g. 120/minute or 10/second;5000/day, or "
+             "'unlimited' (default: HARK_RATE_LIMIT).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make a key. It is shown once: store it now; only its hash is kept."""
@@ -39,11 +42,11 @@ def create(
     try:
         with _session_scope() as db, db.session(write=True) as session:
             created = create_key(session, name=name, tenant_id=tenant,
-                                 max_priority=max_priority)
+                                 max_priority=max_priority, rate_limit=rate_limit)
             key = created.key
             info = {"id": key.id, "name": key.name, "tenant": key.tenant_id,
-                    "max_priority": key.max_priority, "key": created.secret,
-                    "webhook_secret": key.webhook_secret}
+                    "max_priority": key.max_priority, "rate_limit": key.rate_limit,
+                    "key": created.secret, "webhook_secret": key.webhook_secret}
     except HarkError as exc:
         fail(exc)
     if as_json:
@@ -66,7 +69,7 @@ def list_command(
         with _session_scope() as db, db.session() as session:
             rows = [(k.id, k.prefix + "…", k.tenant_id, k.name,
                      k.created_at.strftime("%Y-%m-%d %H:%M"),
-                     "revoked" if k.revoked_at else "active")
+                     "revoked" if k.revoked_at else "active", k.rate_limit or "default rate")
                     for k in list_keys(session, include_revoked=include_revoked)]
     except HarkError as exc:
         fail(exc)
@@ -91,3 +94,22 @@ def revoke(
     except HarkError as exc:
         fail(exc)
     typer.echo(f"Revoked {key_id}")
+
+
+@app.command("rate")
+def rate(
+    key: Annotated[str, typer.Argument(help="The key's id, or its shown prefix.")],
+    rate_limit: Annotated[str | None, typer.Argument(
+        help="Requests allowed, e.g. 120/minute, or 'unlimited'; omit for the server's "
+             "HARK_RATE_LIMIT.")] = None,
+) -> None:
+    """Give a key its own request rate (running servers apply it within seconds)."""
+    from hark.keys.service import set_rate_limit
+
+    try:
+        with _session_scope() as db, db.session(write=True) as session:
+            changed = set_rate_limit(session, key, rate_limit)
+            shown = (changed.id, changed.rate_limit or "the server's rate")
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(f"{shown[0]}: {shown[1]}")

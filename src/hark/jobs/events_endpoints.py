@@ -139,5 +139,7 @@ async def accept_websocket(websocket: WebSocket) -> Principal | None:
     try:
         return await websocket_principal(websocket)
     except HarkError as exc:
-        await websocket.close(code=4401, reason=exc.message[:120])
+        # 4429: the key's request rate is used up; 4401: no valid key.
+        await websocket.close(code=4429 if exc.status_code == 429 else CLOSE_UNAUTHORIZED,
+                              reason=exc.message[:120])
         return None

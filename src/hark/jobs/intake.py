@@ -36,6 +36,7 @@ from hark.jobs.repository import UploadRepository
 from hark.jobs.schemas import CreateUpload, JobOptions, JobOut
 from hark.jobs.service import NewMedia
 from hark.net.fetch import SOURCE_URL_FIELD, check_url
+from hark.organisations.service import check_job_quotas
 from hark.pipeline.media import MediaInfo, probe
 from hark.principal import Principal
 from hark.runtime import ServiceState
@@ -155,6 +156,7 @@ def _check_priority(options: JobOptions, principal: Principal) -> None:
 
 def _create(session: Session, state: ServiceState, principal: Principal, job_id: str,
             checked: CheckedOptions, media: NewMedia) -> Job:
+    check_job_quotas(session, principal.tenant_id, duration=media.duration, size=media.size)
     job = service.create_job(
         session, tenant_id=principal.tenant_id, api_key_id=principal.api_key_id,
         options=checked.options, model=checked.model, media=media,

@@ -12,16 +12,36 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from limits import RateLimitItem, parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hark.db.base import utcnow
 from hark.errors import NotFoundError, OptionError
 from hark.keys.models import ApiKey
+from hark.organisations.service import ensure_organisation
 
 KEY_PREFIX = "hark_"
 _DISPLAY_CHARS = 12
 MAX_TENANT_LENGTH = 64
+
+
+# A key's rate that turns limiting off for it (a trusted batch client, say).
+UNLIMITED = "unlimited"
+
+
+def parse_rate(text: str, field: str = "rate_limit") -> list[RateLimitItem]:
+    """`text` in `limits`' notation ("600/minute", "10/second;1000/hour") as rate
+    limits; none for UNLIMITED or ""."""
+    text = text.strip()
+    if not text or text == UNLIMITED:
+        return []
+    try:
+        return list(parse_many(text))
+    except ValueError:
+        raise OptionError(f"{text[:64]!r} is not a rate: write it as N/second, N/minute, "
+                          f"N/hour or N/day, several joined by ';', or {UNLIMITED!r}",
+                          field=field) from None
 
 
 @dataclass(frozen=True)
@@ -34,20 +54,30 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str, tenant_id: str,
-               max_priority: int = 0) -> CreatedKey:
+def check_tenant(tenant_id: str) -> str:
+    """A tenant (organisation) id, checked: 1-64 letters, digits, '-', '_' or '.'."""
     tenant_id = tenant_id.strip()
     if not tenant_id or len(tenant_id) > MAX_TENANT_LENGTH or not tenant_id.replace(
             "-", "").replace("_", "").replace(".", "").isalnum():
         raise OptionError("a tenant is 1-64 letters, digits, '-', '_' or '.'", field="tenant")
+    return tenant_id
+
+
+def create_key(session: Session, *, name: str, tenant_id: str,
+               max_priority: int = 0, rate_limit: str | None = None) -> CreatedKey:
+    tenant_id = check_tenant(tenant_id)
     name = " ".join(name.split()) or "unnamed"
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     if not -100 <= max_priority <= 100:
         raise OptionError("a key's maximum priority is between -100 and 100",
                           field="max_priority")
+    if rate_limit is not None:
+        parse_rate(rate_limit)
+        rate_limit = rate_limit.strip()[:64]
+    ensure_organisation(session, tenant_id)
     key = ApiKey(name=name[:200], tenant_id=tenant_id, prefix=raw[:_DISPLAY_CHARS],
                  key_hash=hash_key(raw), webhook_secret="whsec_" + secrets.token_urlsafe(32),
-                 max_priority=max_priority)
+                 max_priority=max_priority, rate_limit=rate_limit)
     session.add(key)
     session.flush()
     return CreatedKey(key, raw)
@@ -60,8 +90,27 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
     return list(session.scalars(query))
 
 
+def set_rate_limit(session: Session, id_or_prefix: str, rate_limit: str | None) -> ApiKey:
+    """Give a key its own request rate (None: the server's again)."""
+    if rate_limit is not None:
+        parse_rate(rate_limit)
+    key = find_key(session, id_or_prefix)
+    key.rate_limit = rate_limit.strip()[:64] if rate_limit is not None else None
+    session.flush()
+    return key
+
+
 def revoke_key(session: Session, id_or_prefix: str) -> ApiKey:
     """Revoke by id or by the displayed prefix (when it names exactly one key)."""
+    key = find_key(session, id_or_prefix)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def find_key(session: Session, id_or_prefix: str) -> ApiKey:
+    """A key by id, or by the displayed prefix when it names exactly one key."""
     key = session.get(ApiKey, id_or_prefix)
     if key is None:
         matches = list(session.scalars(select(ApiKey).where(
@@ -72,9 +121,6 @@ def revoke_key(session: Session, id_or_prefix: str) -> ApiKey:
         key = matches[0] if matches else None
     if key is None:
         raise NotFoundError(f"no API key {id_or_prefix!r}", key=id_or_prefix)
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.flush()
     return key
 
 

@@ -43,6 +43,7 @@ from hark.jobs.events_endpoints import CLOSE_UNAUTHORIZED, accept_websocket
 from hark.jobs.keys import media_key
 from hark.jobs.schemas import check_model_is_a_name
 from hark.live.service import LiveSession, LiveSlots, StreamOptions
+from hark.organisations.service import live_stream_quota
 from hark.pipeline.engines.select import borrow_engine, resolve_model
 from hark.pipeline.live import LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
@@ -66,6 +67,20 @@ def live_slots(websocket: WebSocket, settings: Settings) -> LiveSlots:
     return slots
 
 
+async def take_live_slot(websocket: WebSocket, state: ServiceState,
+                         principal: Principal) -> LiveSlots:
+    """A slot for the caller's stream, within its organisation's quota; raises
+    LiveStreamsFullError when none is free."""
+
+    def quota() -> int | None:
+        with state.db.session() as session:
+            return live_stream_quota(session, principal.tenant_id)
+
+    slots = live_slots(websocket, state.settings)
+    slots.take(principal.tenant_id, await run_in_threadpool(quota))
+    return slots
+
+
 @router.websocket("/live")
 async def live(websocket: WebSocket) -> None:
     state: ServiceState = websocket.app.state.hark
@@ -82,9 +97,8 @@ async def live(websocket: WebSocket) -> None:
     except HarkError as exc:
         await _refuse(websocket, exc, CLOSE_BAD_REQUEST)
         return
-    slots = live_slots(websocket, settings)
     try:
-        slots.take(principal.tenant_id)
+        slots = await take_live_slot(websocket, state, principal)
     except LiveStreamsFullError as exc:
         await _refuse(websocket, exc, CLOSE_FULL)
         return

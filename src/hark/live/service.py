@@ -86,13 +86,16 @@ class LiveSlots:
     per_tenant: int
     active: Counter[str] = field(default_factory=Counter)
 
-    def take(self, tenant: str) -> None:
+    def take(self, tenant: str, quota: int | None = None) -> None:
+        """Take a slot; `quota` is the organisation's own limit, when it has one."""
         if sum(self.active.values()) >= self.per_server:
             raise LiveStreamsFullError(
                 f"All {self.per_server} live streams of this server are in use; try later")
-        if self.active[tenant] >= self.per_tenant:
+        allowed = self.per_tenant if quota is None else min(quota, self.per_tenant)
+        if self.active[tenant] >= allowed:
             raise LiveStreamsFullError(
-                f"Your {self.per_tenant} live streams are all in use; close one first")
+                f"Your {allowed} live streams are all in use; close one first",
+                limit=allowed)
         self.active[tenant] += 1
 
     def give_back(self, tenant: str) -> None:

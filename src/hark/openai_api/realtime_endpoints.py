@@ -24,7 +24,7 @@ from hark.api.state import ServiceState
 from hark.errors import HarkError, LiveStreamsFullError
 from hark.jobs.events_endpoints import CLOSE_UNAUTHORIZED, accept_websocket
 from hark.jobs.schemas import check_model_is_a_name
-from hark.live.endpoints import CLOSE_FULL, CLOSE_IDLE, live_slots
+from hark.live.endpoints import CLOSE_FULL, CLOSE_IDLE, take_live_slot
 from hark.live.realtime import RealtimeSession, error_event
 from hark.openai_api.schemas import map_model
 from hark.pipeline.engines.base import Engine
@@ -47,9 +47,8 @@ async def realtime(websocket: WebSocket) -> None:
             code="unsupported_intent", param="intent"))
         await websocket.close(code=4400, reason="intent must be transcription")
         return
-    slots = live_slots(websocket, settings)
     try:
-        slots.take(principal.tenant_id)
+        slots = await take_live_slot(websocket, state, principal)
     except LiveStreamsFullError as exc:
         await _send(websocket, error_event(exc.message, code="rate_limit_exceeded"))
         await websocket.close(code=CLOSE_FULL, reason=exc.message[:120])

@@ -1,0 +1,105 @@
+"""Request rates per API key: `limits`' sliding-window counters, kept in memory in one
+process or in Redis, where every API replica counts against the same window.
+
+Every authenticated request is one hit on its key's rate (HARK_RATE_LIMIT, or the key's
+own, in `limits`' notation: "600/minute", "10/second;1000/hour"). Responses carry
+`X-RateLimit-Limit`, `-Remaining` and `-Reset` (epoch seconds) of the tightest window;
+past it the request is refused with 429 RATE_LIMITED and `Retry-After`. The person at
+the machine (anonymous access on loopback) is not limited.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem
+from limits.storage import storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hark.config import Settings
+from hark.errors import RateLimitedError
+from hark.keys.service import parse_rate
+from hark.principal import Principal
+
+STATE_KEY = "rate_limit"
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    limit: int
+    remaining: int
+    reset: float  # epoch seconds when the window has room again
+    allowed: bool = True
+
+    def headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.limit),
+                "X-RateLimit-Remaining": str(self.remaining),
+                "X-RateLimit-Reset": str(math.ceil(self.reset))}
+
+    def refusal(self) -> RateLimitedError:
+        wait = max(1, math.ceil(self.reset - time.time()))
+        return RateLimitedError(
+            f"This key's rate of {self.limit} requests is used up; retry in {wait} s",
+            limit=self.limit, retry_after=wait)
+
+
+class RequestRates:
+    """Counts each key's requests against its rate."""
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.rate_limit_storage_url or settings.events_redis_url or "memory://"
+        self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(url))
+        self._default = parse_rate(settings.rate_limit, "HARK_RATE_LIMIT")
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+
+    def hit(self, principal: Principal) -> RateDecision | None:
+        """Count one request: the refused window if any, else the tightest one (None:
+        not limited)."""
+        if principal.api_key_id is None:
+            return None
+        decision: RateDecision | None = None
+        for item in self._items(principal.rate_limit):
+            allowed = self._limiter.hit(item, "key", principal.api_key_id)
+            stats = self._limiter.get_window_stats(item, "key", principal.api_key_id)
+            state = RateDecision(item.amount, stats.remaining, stats.reset_time, allowed)
+            if not allowed:
+                return state
+            if decision is None or state.remaining < decision.remaining:
+                decision = state
+        return decision
+
+    def _items(self, own: str | None) -> list[RateLimitItem]:
+        if own is None:
+            return self._default
+        items = self._parsed.get(own)
+        if items is None:
+            items = self._parsed[own] = parse_rate(own)
+        return items
+
+
+class RateLimitHeadersMiddleware:
+    """Puts the request's rate state (left in `request.state` by authentication) on the
+    response, refusals included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                decision = scope.get("state", {}).get(STATE_KEY)
+                if isinstance(decision, RateDecision):
+                    headers = MutableHeaders(scope=message)
+                    for name, value in decision.headers().items():
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
