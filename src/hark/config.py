@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # Where request counts live: memory:// (this process) or a Redis URL shared by
     # every API replica; unset: the events' Redis (scaled mode), else memory.
     rate_limit_storage_url: str | None = None
+    # How often each API process applies the organisations' retention policies.
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # Live transcription (WS /api/v1/live): streams at once in this process and per
     # tenant, silence from the client that ends a stream, and the longest stream.
     live_max_streams: int = Field(default=4, ge=0)

@@ -122,10 +122,13 @@ def start(settings: Settings, *, workers: bool = True,
 def _background(state: ServiceState) -> list[Service]:
     from hark.jobs.janitor import janitor
     from hark.jobs.reconcile import reconciler
+    from hark.organisations.retention import retention_sweeper
     from hark.webhooks.dispatch import WebhookDispatcher
 
     services: list[Service] = [WebhookDispatcher(state.settings, state.db),
-                               janitor(state.db, state.storage)]
+                               janitor(state.db, state.storage),
+                               retention_sweeper(state.db, state.storage,
+                                                 state.settings.retention_sweep_seconds)]
     if state.settings.broker_url:
         services.append(reconciler(state.settings, state.db, state.queue, state.bus))
     return services

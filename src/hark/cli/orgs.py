@@ -1,5 +1,5 @@
-"""`hark orgs list|create|quota`: organisations (the tenants keys belong to) and their
-quotas."""
+"""`hark orgs list|create|quota|retention|sweep|erase`: organisations (the tenants keys
+belong to), their quotas and retention, and erasing one's data."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def _shown(organisation: Organisation) -> dict[str, object]:
             else organisation.quota_audio_seconds_per_month / 3600,
             "concurrent_jobs": organisation.quota_concurrent_jobs,
             "storage_bytes": organisation.quota_storage_bytes,
-            "live_streams": organisation.quota_live_streams}
+            "live_streams": organisation.quota_live_streams,
+            "media_days": organisation.retention_media_days,
+            "results_days": organisation.retention_results_days}
 
 
 @app.command("list")
@@ -116,3 +118,79 @@ def quota(
     except HarkError as exc:
         fail(exc)
     typer.echo(json.dumps(shown))
+
+
+KEEP = "keep"
+
+
+def _days(value: str | None, name: str) -> int | bool | None:
+    """False: not given; None: keep for ever; else the days."""
+    if value is None:
+        return False
+    if value == KEEP:
+        return None
+    if not value.isdigit():
+        raise OptionError(f"--{name} is a number of days or {KEEP!r}", field=name)
+    return int(value)
+
+
+@app.command("retention")
+def retention(
+    organisation: Annotated[str, typer.Argument(help="The organisation's id.")],
+    media_days: Annotated[str | None, typer.Option(
+        help="Delete a job's recording this many days after it finished (its transcript "
+             "stays), or 'keep'.")] = None,
+    results_days: Annotated[str | None, typer.Option(
+        help="Purge a job (recording, results, edits, search index) this many days after "
+             "it finished, or 'keep'.")] = None,
+) -> None:
+    """Set how long an organisation's jobs keep what they stored; every server applies it
+    at its next sweep (HARK_RETENTION_SWEEP_SECONDS), or run `hark orgs sweep`."""
+    from hark.organisations.service import set_retention
+
+    try:
+        media, results = _days(media_days, "media-days"), _days(results_days, "results-days")
+        with _database() as db, db.session(write=True) as session:
+            shown = _shown(set_retention(session, organisation, media_days=media,
+                                         results_days=results))
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(json.dumps(shown))
+
+
+@app.command("sweep")
+def sweep() -> None:
+    """Apply every organisation's retention now; prints what was removed."""
+    from hark.organisations.retention import sweep as run_sweep
+    from hark.storage import open_storage
+
+    try:
+        with _database() as db:
+            report = run_sweep(db, open_storage(get_settings()))
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(json.dumps({"media_deleted": report.media_deleted,
+                           "jobs_purged": report.jobs_purged,
+                           "organisations": report.organisations}))
+
+
+@app.command("erase")
+def erase(
+    organisation: Annotated[str, typer.Argument(help="The organisation's id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really erase: this cannot be "
+                   "undone.")] = False,
+) -> None:
+    """Erase an organisation: its jobs with their recordings, results, edits and search
+    index, its upload slots, voice profiles and API keys. Prints what was removed."""
+    from hark.organisations.erasure import erase_organisation
+    from hark.storage import open_storage
+
+    if not yes:
+        fail(OptionError(f"erasing {organisation!r} cannot be undone: add --yes",
+                         field="yes"), 2)
+    try:
+        with _database() as db:
+            report = erase_organisation(db, open_storage(get_settings()), organisation)
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(json.dumps(report.to_dict()))

@@ -1,5 +1,5 @@
-"""Table: an organisation (the tenant every job, key and voice profile belongs to) and
-its quotas. A quota left empty is not limited."""
+"""Table: an organisation (the tenant every job, key and voice profile belongs to), its
+quotas and how long it keeps what its jobs stored. Empty: not limited, kept."""
 
 from __future__ import annotations
 
@@ -23,3 +23,7 @@ class Organisation(TimestampMixin, Base):
     quota_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
     # Live streams open at once, across the server (each API process counts its own).
     quota_live_streams: Mapped[int | None] = mapped_column(Integer)
+    # Days after a job finished that its recording is deleted (the transcript stays).
+    retention_media_days: Mapped[int | None] = mapped_column(Integer)
+    # Days after a job finished that it is purged: recording, results, edits, index.
+    retention_results_days: Mapped[int | None] = mapped_column(Integer)

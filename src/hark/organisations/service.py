@@ -45,6 +45,22 @@ def set_quotas(session: Session, tenant_id: str, changes: dict[str, float | None
     return organisation
 
 
+def set_retention(session: Session, tenant_id: str, *, media_days: int | bool | None = False,
+                  results_days: int | bool | None = False) -> Organisation:
+    """Set a policy (days), keep for ever (None), or leave one as it is (False)."""
+    organisation = session.get(Organisation, tenant_id)
+    if organisation is None:
+        raise NotFoundError(f"no organisation {tenant_id!r}", organisation=tenant_id)
+    for name, days in (("media_days", media_days), ("results_days", results_days)):
+        if days is False:
+            continue
+        if days is not None and (isinstance(days, bool) or days < 1):
+            raise OptionError(f"{name} is at least 1 (or keep)", field=name)
+        setattr(organisation, f"retention_{name}", days)
+    session.flush()
+    return organisation
+
+
 @dataclass(frozen=True)
 class Usage:
     """What an organisation uses now, beside its quotas (None: not limited)."""

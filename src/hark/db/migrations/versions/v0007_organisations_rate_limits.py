@@ -1,4 +1,5 @@
-"""Organisations with quotas (one per tenant already in use), and a request rate per key.
+"""Organisations with quotas and retention (one per tenant already in use), and a
+request rate per key.
 
 Revision ID: 0007
 Revises: 0006
@@ -25,6 +26,8 @@ def upgrade() -> None:
         sa.Column("quota_concurrent_jobs", sa.Integer(), nullable=True),
         sa.Column("quota_storage_bytes", sa.BigInteger(), nullable=True),
         sa.Column("quota_live_streams", sa.Integer(), nullable=True),
+        sa.Column("retention_media_days", sa.Integer(), nullable=True),
+        sa.Column("retention_results_days", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
                   nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(),
