@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_max_attempts: int = Field(default=6, ge=1)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Sign-in: the secret that signs access tokens (unset: made once in the data
+    # directory; API replicas that do not share one need the setting), their life, the
+    # life of a refresh token, and attempts allowed per account and per address.
+    auth_secret: str | None = None
+    access_token_seconds: int = Field(default=900, gt=0)
+    refresh_token_days: float = Field(default=14.0, gt=0)
+    login_rate_limit: str = "5/minute;30/hour"
+    login_address_rate_limit: str = "30/minute"
     # Requests one API key may make, in `limits`' notation ("600/minute",
     # "10/second;1000/hour"); "" turns limiting off. A key's own rate overrides it.
     rate_limit: str = "600/minute"

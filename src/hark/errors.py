@@ -39,6 +39,7 @@
     │   └── MediaLinkError                 MEDIA_LINK_INVALID   401
     ├── PermissionDeniedError              FORBIDDEN            403
     │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
+    │   ├── RoleNotAllowedError            ROLE_NOT_ALLOWED     403
     │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
     ├── RateLimitedError                   RATE_LIMITED         429
@@ -276,6 +277,12 @@ class CrossSiteRequestError(PermissionDeniedError):
     """A browser on another site sent a request that changes something, with no key."""
 
     code = "CROSS_SITE_REQUEST"
+
+
+class RoleNotAllowedError(PermissionDeniedError):
+    """The signed-in user's role in the organisation does not allow this."""
+
+    code = "ROLE_NOT_ALLOWED"
 
 
 class OperatorOnlyError(PermissionDeniedError):

@@ -1,4 +1,5 @@
-"""Who is calling: a tenant, through an API key (or anonymously, when allowed)."""
+"""Who is calling: a tenant, through an API key, a signed-in user of an organisation,
+or anonymously (when allowed)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,8 @@ class Principal:
     max_priority: int = 0
     # The key's own request rate ("120/minute"); None: the server's HARK_RATE_LIMIT.
     rate_limit: str | None = None
+    # A signed-in user: who, their role in the organisation (the tenant), and the
+    # sign-in the access token belongs to. None for keys and anonymous callers.
+    user_id: str | None = None
+    role: str | None = None
+    session_id: str | None = None

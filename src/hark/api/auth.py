@@ -9,12 +9,13 @@ from fastapi import Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
+from hark.accounts import policy, tokens
 from hark.api.rate_limit import RequestRates
 from hark.api.revocation import key_watch
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
 from hark.errors import AuthenticationError, OperatorOnlyError
-from hark.keys.service import authenticate, hash_key
+from hark.keys.service import KEY_PREFIX, authenticate, hash_key
 
 # Anonymous use is the person at this machine (loopback only): every priority is theirs.
 ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None, max_priority=100)
@@ -40,8 +41,11 @@ def presented_key(connection: HTTPConnection) -> str | None:
 
 
 async def resolve_principal(connection: HTTPConnection, raw: str | None) -> Principal:
-    """The caller, counted against its key's request rate (refused past it)."""
+    """The caller, held to its role's policy and counted against its request rate."""
     principal = await _principal(connection, raw)
+    method = "WEBSOCKET" if connection.scope["type"] == "websocket" else \
+        connection.scope["method"]
+    policy.check(principal, method, connection.url.path)
     rates: RequestRates | None = getattr(connection.app.state, "request_rates", None)
     decision = rates.hit(principal) if rates is not None else None
     if decision is not None:
@@ -64,7 +68,23 @@ async def _principal(connection: HTTPConnection, raw: str | None) -> Principal:
     # A key an open stream found revoked is not taken from the cache any more.
     if principal is not None and principal.api_key_id not in key_watch(connection).revoked_ids:
         return principal
-    return await run_in_threadpool(_lookup, state, raw, digest)
+    if raw.startswith(KEY_PREFIX):
+        return await run_in_threadpool(_lookup, state, raw, digest)
+    return await run_in_threadpool(_signed_in, state, raw, digest)
+
+
+def _signed_in(state: ServiceState, raw: str, digest: str) -> Principal:
+    """A user's access token: valid, and its sign-in neither ended nor its user disabled."""
+    claims = tokens.decode_access(state.settings, raw)
+    with state.db.session() as session:
+        if not tokens.session_is_live(session, claims):
+            raise AuthenticationError("this sign-in was ended; sign in again")
+    principal = Principal(tenant_id=claims.organisation, api_key_id=None,
+                          max_priority=100 if claims.role in ("owner", "admin") else 0,
+                          user_id=claims.user_id, role=claims.role,
+                          session_id=claims.session_id)
+    state.keys[digest] = principal
+    return principal
 
 
 def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:

@@ -1,5 +1,6 @@
-"""Request rates per API key: `limits`' sliding-window counters, kept in memory in one
-process or in Redis, where every API replica counts against the same window.
+"""Request rates per API key and per signed-in user: `limits`' sliding-window counters,
+kept in memory in one process or in Redis, where every API replica counts against the
+same window.
 
 Every authenticated request is one hit on its key's rate (HARK_RATE_LIMIT, or the key's
 own, in `limits`' notation: "600/minute", "10/second;1000/hour"). Responses carry
@@ -40,11 +41,11 @@ class RateDecision:
                 "X-RateLimit-Remaining": str(self.remaining),
                 "X-RateLimit-Reset": str(math.ceil(self.reset))}
 
-    def refusal(self) -> RateLimitedError:
+    def refusal(self, message: str = "This rate of {limit} requests is used up; retry in "
+                                      "{wait} s") -> RateLimitedError:
         wait = max(1, math.ceil(self.reset - time.time()))
-        return RateLimitedError(
-            f"This key's rate of {self.limit} requests is used up; retry in {wait} s",
-            limit=self.limit, retry_after=wait)
+        return RateLimitedError(message.format(limit=self.limit, wait=wait),
+                                limit=self.limit, retry_after=wait)
 
 
 class RequestRates:
@@ -59,12 +60,25 @@ class RequestRates:
     def hit(self, principal: Principal) -> RateDecision | None:
         """Count one request: the refused window if any, else the tightest one (None:
         not limited)."""
-        if principal.api_key_id is None:
+        if principal.api_key_id is not None:
+            kind, who = "key", principal.api_key_id
+        elif principal.user_id is not None:
+            kind, who = "user", principal.user_id
+        else:
             return None
+        return self.count(self._items(principal.rate_limit), kind, who)
+
+    def attempt(self, rate: str, kind: str, who: str) -> None:
+        """Count an attempt at something guarded (signing in, say); refuse it past `rate`."""
+        decision = self.count(self._items(rate), kind, who)
+        if decision is not None and not decision.allowed:
+            raise decision.refusal("Too many attempts; retry in {wait} s")
+
+    def count(self, items: list[RateLimitItem], kind: str, who: str) -> RateDecision | None:
         decision: RateDecision | None = None
-        for item in self._items(principal.rate_limit):
-            allowed = self._limiter.hit(item, "key", principal.api_key_id)
-            stats = self._limiter.get_window_stats(item, "key", principal.api_key_id)
+        for item in items:
+            allowed = self._limiter.hit(item, kind, who)
+            stats = self._limiter.get_window_stats(item, kind, who)
             state = RateDecision(item.amount, stats.remaining, stats.reset_time, allowed)
             if not allowed:
                 return state
@@ -73,6 +87,7 @@ class RequestRates:
         return decision
 
     def _items(self, own: str | None) -> list[RateLimitItem]:
+        """A rate's items, parsed once (None: the server's default)."""
         if own is None:
             return self._default
         items = self._parsed.get(own)

@@ -15,6 +15,7 @@ from hark.cli import (
     serve,
     speakers,
     transcribe,
+    users,
     worker,
 )
 from hark.cli.base import HarkTyper
@@ -35,6 +36,7 @@ app.add_typer(speakers.app, name="speakers")
 app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(orgs.app, name="orgs")
+app.add_typer(users.app, name="users")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 

@@ -139,7 +139,8 @@ async def accept_websocket(websocket: WebSocket) -> Principal | None:
     try:
         return await websocket_principal(websocket)
     except HarkError as exc:
-        # 4429: the key's request rate is used up; 4401: no valid key.
-        await websocket.close(code=4429 if exc.status_code == 429 else CLOSE_UNAUTHORIZED,
-                              reason=exc.message[:120])
+        # 4429: the request rate is used up; 4403: the role does not allow it; 4401: no
+        # valid key or token.
+        code = {429: 4429, 403: 4403}.get(exc.status_code, CLOSE_UNAUTHORIZED)
+        await websocket.close(code=code, reason=exc.message[:120])
         return None

@@ -16,12 +16,8 @@ with one value for all.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
@@ -29,6 +25,7 @@ from sqlalchemy.orm import Session
 from hark.config import Settings
 from hark.errors import MediaLinkError
 from hark.keys.models import ApiKey
+from hark.stored_secret import stored_secret
 
 SALT = "hark.media-link"
 SECRET_FILE = "media_secret"
@@ -85,30 +82,10 @@ def check_grant(session: Session, grant: MediaGrant, *, anonymous: bool) -> None
 
 
 def media_links(settings: Settings) -> MediaLinks:
-    return _links(settings.media_secret or _stored_secret(settings.data_dir),
+    return _links(settings.media_secret or stored_secret(settings.data_dir, SECRET_FILE),
                   settings.media_url_seconds)
 
 
 @lru_cache(maxsize=8)
 def _links(secret: str, max_age: int) -> MediaLinks:
     return MediaLinks(secret, max_age)
-
-
-@lru_cache(maxsize=8)
-def _stored_secret(data_dir: Path) -> str:
-    """The data directory's secret, made on first use by whichever process is first."""
-    path = Path(data_dir) / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-        try:
-            # A hard link appears whole or not at all, and never replaces a secret that
-            # another process put there first.
-            with contextlib.suppress(FileExistsError):
-                os.link(draft, path)
-        finally:
-            draft.unlink()
-    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""People: users, their roles in organisations, and signing in."""

@@ -1,0 +1,256 @@
+"""Signing in and out (`/api/v1/auth/*`) and the organisation's people
+(`/api/v1/users`, admins).
+
+The page keeps the access token in memory only and the refresh token in an HttpOnly,
+SameSite=Strict cookie scoped to `/api/v1/auth`: script on the page never sees the
+long-lived token, and a request from another site neither carries the cookie nor passes
+the server's cross-site check (Sec-Fetch-Site / Origin) on its POST. Programs get both
+tokens in the body instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from hark.accounts import passwords, service, tokens
+from hark.accounts.models import User
+from hark.accounts.policy import outranks_or_equals
+from hark.accounts.schemas import (
+    LoginIn,
+    MemberChangeIn,
+    MemberOut,
+    MembershipOut,
+    MeOut,
+    NewMemberIn,
+    PasswordIn,
+    RefreshIn,
+    ResetIn,
+    ResetLinkOut,
+    SessionOut,
+    TokensOut,
+    UserOut,
+)
+from hark.api.auth import CurrentPrincipal
+from hark.api.openapi import ERRORS
+from hark.api.rate_limit import RequestRates
+from hark.api.state import ServiceState, State
+from hark.errors import AuthenticationError, NotFoundError, RoleNotAllowedError
+from hark.principal import Principal
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=ERRORS)
+COOKIE = "hark_refresh"
+COOKIE_PATH = "/api/v1/auth"
+BAD_LOGIN = "wrong e-mail address or password"
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, email=user.email, name=user.name,
+                   disabled=user.disabled_at is not None)
+
+
+def _tokens(issued: tokens.Issued, user: User, response: Response, request: Request,
+            state: ServiceState, cookie: bool) -> TokensOut:
+    if cookie:
+        response.set_cookie(COOKIE, issued.refresh_token, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path=COOKIE_PATH,
+                            max_age=int(state.settings.refresh_token_days * 86400))
+    return TokensOut(access_token=issued.access_token, expires_in=issued.expires_in,
+                     refresh_token=None if cookie else issued.refresh_token,
+                     user=_user_out(user), organisation=issued.claims.organisation,
+                     role=issued.claims.role)
+
+
+def _client(request: Request) -> tuple[str | None, str | None]:
+    return request.headers.get("user-agent"), request.client.host if request.client else None
+
+
+@router.post("/auth/login", response_model=TokensOut, summary="Sign in with a password")
+def login(body: LoginIn, request: Request, response: Response, state: State) -> TokensOut:
+    agent, address = _client(request)
+    rates: RequestRates = request.app.state.request_rates
+    # Guessing is slowed per account and per address before any password is checked.
+    rates.attempt(state.settings.login_address_rate_limit, "login-address", address or "-")
+    email = body.email.strip().lower()
+    rates.attempt(state.settings.login_rate_limit, "login-account", email)
+    with state.db.session(write=True) as session:
+        user = service.user_by_email(session, email)
+        if not passwords.verify(user.password_hash if user else None, body.password) \
+                or user is None:
+            raise AuthenticationError(BAD_LOGIN)
+        if user.password_hash and passwords.needs_rehash(user.password_hash):
+            user.password_hash = passwords.hash_password(body.password)
+        issued = tokens.sign_in(session, state.settings, user, body.organisation,
+                                user_agent=agent, address=address)
+        return _tokens(issued, user, response, request, state, body.cookie)
+
+
+@router.post("/auth/refresh", response_model=TokensOut,
+             summary="New tokens for a sign-in (the refresh token is used up)")
+def refresh(body: RefreshIn, request: Request, response: Response, state: State) -> TokensOut:
+    raw = body.refresh_token or request.cookies.get(COOKIE)
+    if not raw:
+        raise AuthenticationError("no refresh token: send it, or sign in")
+    agent, address = _client(request)
+    reused: tokens.RefreshReusedError | None = None
+    with state.db.session(write=True) as session:
+        try:
+            issued = tokens.refresh(session, state.settings, raw, user_agent=agent,
+                                    address=address)
+            user = session.get(User, issued.claims.user_id)
+            assert user is not None
+            return _tokens(issued, user, response, request,
+                           state, body.cookie or COOKIE in request.cookies)
+        except tokens.RefreshReusedError as exc:
+            reused = exc  # the family's revocation is committed before refusing
+    raise reused
+
+
+@router.post("/auth/logout", status_code=204, summary="End this sign-in")
+def logout(request: Request, state: State, body: RefreshIn | None = None) -> Response:
+    raw = (body.refresh_token if body else None) or request.cookies.get(COOKIE)
+    with state.db.session(write=True) as session:
+        family = tokens.family_of(session, raw) if raw else None
+        if family is None:
+            family = _session_of_bearer(request, state)
+        if family is not None:
+            tokens.revoke_family(session, family)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response
+
+
+def _session_of_bearer(request: Request, state: ServiceState) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    try:
+        return tokens.decode_access(state.settings, value.strip()).session_id
+    except AuthenticationError:
+        return None
+
+
+def _user(principal: Principal) -> str:
+    if principal.user_id is None:
+        raise AuthenticationError("this needs a signed-in user, not an API key")
+    return principal.user_id
+
+
+@router.get("/auth/me", response_model=MeOut, summary="Who is signed in")
+def me(principal: CurrentPrincipal, state: State) -> MeOut:
+    with state.db.session() as session:
+        user = session.get(User, _user(principal))
+        if user is None:
+            raise AuthenticationError("this sign-in was ended; sign in again")
+        return MeOut(user=_user_out(user), organisation=principal.tenant_id,
+                     role=principal.role or "",
+                     organisations=[MembershipOut(organisation=m.organisation_id, role=m.role)
+                                    for m in service.memberships(session, user.id)])
+
+
+@router.get("/auth/sessions", response_model=list[SessionOut], summary="Your sign-ins")
+def list_sessions(principal: CurrentPrincipal, state: State) -> list[SessionOut]:
+    with state.db.session() as session:
+        return [SessionOut(id=s.id, organisation=s.organisation, started_at=s.started_at,
+                           last_used_at=s.last_used_at, user_agent=s.user_agent,
+                           address=s.address, current=s.id == principal.session_id)
+                for s in tokens.sign_ins(session, _user(principal))]
+
+
+@router.delete("/auth/sessions/{session_id}", status_code=204, summary="End a sign-in")
+def end_session(session_id: str, principal: CurrentPrincipal, state: State) -> Response:
+    with state.db.session(write=True) as session:
+        if not tokens.revoke_family(session, session_id[:36], user_id=_user(principal)):
+            raise NotFoundError("no such sign-in of yours", session=session_id[:36])
+    return Response(status_code=204)
+
+
+@router.post("/auth/password", status_code=204,
+             summary="Change your password (your other sign-ins end)")
+def change_password(body: PasswordIn, principal: CurrentPrincipal, state: State,
+                    request: Request) -> Response:
+    rates: RequestRates = request.app.state.request_rates
+    rates.attempt(state.settings.login_rate_limit, "password-change", _user(principal))
+    with state.db.session(write=True) as session:
+        user = session.get(User, _user(principal))
+        if user is None or not passwords.verify(user.password_hash, body.current_password):
+            raise AuthenticationError("the current password is wrong", field="current_password")
+        service.change_password(session, user, body.new_password)
+        tokens.revoke_others(session, user.id, keep=principal.session_id)
+    return Response(status_code=204)
+
+
+@router.post("/auth/reset", status_code=204, summary="Set a password with a reset link")
+def reset_password(body: ResetIn, state: State) -> Response:
+    passwords.check_new(body.new_password, "new_password")
+    with state.db.session(write=True) as session:
+        user = tokens.use_reset_link(session, body.token)
+        service.change_password(session, user, body.new_password)
+    return Response(status_code=204)
+
+
+# --- the organisation's people (admins) -------------------------------------------------
+
+@router.get("/users", response_model=list[MemberOut], summary="The organisation's people")
+def list_members(principal: CurrentPrincipal, state: State) -> list[MemberOut]:
+    with state.db.session() as session:
+        return [MemberOut(user=_user_out(user), role=role.split(":", 1)[1])
+                for user, role in service.list_users(session, principal.tenant_id)]
+
+
+@router.post("/users", response_model=MemberOut, status_code=201,
+             summary="Add a person to the organisation")
+def add_member(body: NewMemberIn, principal: CurrentPrincipal, state: State) -> MemberOut:
+    _may_grant(principal, body.role)
+    with state.db.session(write=True) as session:
+        user = service.create_user(session, email=body.email, organisation=principal.tenant_id,
+                                   role=body.role, password=body.password, name=body.name)
+        return MemberOut(user=_user_out(user), role=body.role)
+
+
+@router.patch("/users/{user_id}", response_model=MemberOut,
+              summary="Change a person's role, or disable them")
+def change_member(user_id: str, body: MemberChangeIn, principal: CurrentPrincipal,
+                  state: State) -> MemberOut:
+    with state.db.session(write=True) as session:
+        user, role = _member(session, principal, user_id)
+        _may_grant(principal, role)  # nobody changes someone above them
+        if body.role is not None:
+            _may_grant(principal, body.role)
+            role = service.set_role(session, user, principal.tenant_id, body.role).role
+        if body.disabled:
+            service.disable(session, user)
+        elif body.disabled is False:
+            user.disabled_at = None
+        return MemberOut(user=_user_out(user), role=role)
+
+
+@router.post("/users/{user_id}/reset-link", response_model=ResetLinkOut, status_code=201,
+             summary="A one-time link for a person to set a new password")
+def reset_link(user_id: str, principal: CurrentPrincipal, state: State,
+               request: Request) -> ResetLinkOut:
+    with state.db.session(write=True) as session:
+        user, role = _member(session, principal, user_id)
+        _may_grant(principal, role)
+        raw = tokens.make_reset_link(session, user)
+    base = state.settings.public_url or str(request.base_url)
+    return ResetLinkOut(token=raw, url=f"{base.rstrip('/')}/#/reset/{raw}",
+                        expires_in=tokens.RESET_SECONDS)
+
+
+def _may_grant(principal: Principal, role: str) -> None:
+    service.check_role(role)
+    mine = principal.role or ("owner" if principal.api_key_id is None else "admin")
+    if not outranks_or_equals(mine, role):
+        raise RoleNotAllowedError(f"a {mine} cannot give or change the {role} role",
+                                  role=mine, needed=role)
+
+
+def _member(session: Any, principal: Principal, user_id: str) -> tuple[User, str]:
+    found = [(u, r.split(":", 1)[1]) for u, r in service.list_users(session, principal.tenant_id)
+             if u.id == user_id]
+    if not found:
+        raise NotFoundError("no such person in your organisation", user=user_id[:36])
+    return found[0]
