@@ -39,7 +39,8 @@ POSTGRES_SERVER_URL = os.environ.get(
     "HARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 HARK_TABLES = {"speaker_profiles", "voice_samples", "jobs", "uploads", "api_keys",
-               "transcript_states", "transcript_revisions", "transcript_segments"}
+               "transcript_states", "transcript_revisions", "transcript_segments",
+               "audit_events"}
 
 
 @contextmanager

@@ -6,11 +6,13 @@ models module is added here.
 
 from __future__ import annotations
 
+from hark.audit.models import AuditEvent
 from hark.jobs.models import Job, Upload
 from hark.keys.models import ApiKey
 from hark.organisations.models import Organisation
 from hark.speakers.models import SpeakerProfile, VoiceSample
 from hark.transcripts.models import TranscriptRevision, TranscriptSegment, TranscriptState
 
-__all__ = ["ApiKey", "Job", "Organisation", "SpeakerProfile", "TranscriptRevision",
-           "TranscriptSegment", "TranscriptState", "Upload", "VoiceSample"]
+__all__ = ["ApiKey", "AuditEvent", "Job", "Organisation", "SpeakerProfile",
+           "TranscriptRevision", "TranscriptSegment", "TranscriptState", "Upload",
+           "VoiceSample"]
