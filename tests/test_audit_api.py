@@ -164,13 +164,16 @@ def test_cli_records_key_events_and_lists_them(cli_env: Path) -> None:
     made = runner.invoke(cli, ["keys", "create", "--name", "ci", "--tenant", "acme", "--json"])
     assert made.exit_code == 0, made.output
     new_key = json.loads(made.stdout)["id"]
-    for _ in range(2):  # revoking a revoked key is no second event
+    for _ in range(2):  # the same rate again changes nothing: no second event
+        assert runner.invoke(cli, ["keys", "rate", new_key, "10/minute"]).exit_code == 0
+    for _ in range(2):  # nor does revoking a revoked key
         assert runner.invoke(cli, ["keys", "revoke", new_key]).exit_code == 0
 
     listed = runner.invoke(cli, ["audit", "list", "--json"])
     assert listed.exit_code == 0, listed.output
     events = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [e["action"] for e in events] == ["key.revoked", "key.created"]
+    assert [e["action"] for e in events] == ["key.revoked", "key.rate_changed", "key.created"]
+    assert events[1]["details"] == {"from": None, "to": "10/minute"}
     assert {(e["tenant_id"], e["target_id"], e["actor_kind"], e["actor_key_id"],
              e["request_id"]) for e in events} == {("acme", new_key, "cli", None, None)}
 

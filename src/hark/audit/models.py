@@ -26,6 +26,7 @@ ACTOR_KINDS: tuple[str, ...] = get_args(ActorKind)
 
 KEY_CREATED = "key.created"
 KEY_REVOKED = "key.revoked"
+KEY_RATE_CHANGED = "key.rate_changed"
 JOB_CREATED = "job.created"
 JOB_CANCELED = "job.canceled"
 JOB_PURGED = "job.purged"
@@ -35,8 +36,9 @@ SPEAKER_ENROLLED = "speaker.enrolled"
 SPEAKER_SAMPLES_ADDED = "speaker.samples_added"
 SPEAKER_DELETED = "speaker.deleted"
 ACTIONS: tuple[str, ...] = (
-    KEY_CREATED, KEY_REVOKED, JOB_CREATED, JOB_CANCELED, JOB_PURGED, RESULT_DOWNLOADED,
-    MEDIA_DOWNLOADED, SPEAKER_ENROLLED, SPEAKER_SAMPLES_ADDED, SPEAKER_DELETED)
+    KEY_CREATED, KEY_REVOKED, KEY_RATE_CHANGED, JOB_CREATED, JOB_CANCELED, JOB_PURGED,
+    RESULT_DOWNLOADED, MEDIA_DOWNLOADED, SPEAKER_ENROLLED, SPEAKER_SAMPLES_ADDED,
+    SPEAKER_DELETED)
 
 TargetType = Literal["key", "job", "speaker"]
 

@@ -106,11 +106,12 @@ def rate(
              "HARK_RATE_LIMIT.")] = None,
 ) -> None:
     """Give a key its own request rate (running servers apply it within seconds)."""
+    from hark.audit.actor import COMMAND_LINE
     from hark.keys.service import set_rate_limit
 
     try:
         with _session_scope() as db, db.session(write=True) as session:
-            changed = set_rate_limit(session, key, rate_limit)
+            changed = set_rate_limit(session, key, rate_limit, actor=COMMAND_LINE)
             shown = (changed.id, changed.rate_limit or "the server's rate")
     except HarkError as exc:
         fail(exc)

@@ -3,8 +3,8 @@
 A key is `hark_` followed by 32 random bytes (base62-ish, URL-safe); only its
 SHA-256 is stored. Keys are random and long, so a plain hash is enough: there is
 nothing to brute-force, and lookups stay one indexed equality. Functions take the
-session first and never commit; creating and revoking a key record an audit event
-in the same transaction.
+session first and never commit; creating a key, changing its rate and revoking it
+record an audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from hark.audit import service as audit
 from hark.audit.actor import Actor
-from hark.audit.models import KEY_CREATED, KEY_REVOKED
+from hark.audit.models import KEY_CREATED, KEY_RATE_CHANGED, KEY_REVOKED
 from hark.db.base import utcnow
 from hark.errors import NotFoundError, OptionError
 from hark.keys.models import ApiKey
@@ -98,13 +98,19 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
     return list(session.scalars(query))
 
 
-def set_rate_limit(session: Session, id_or_prefix: str, rate_limit: str | None) -> ApiKey:
+def set_rate_limit(session: Session, id_or_prefix: str, rate_limit: str | None, *,
+                   actor: Actor) -> ApiKey:
     """Give a key its own request rate (None: the server's again)."""
     if rate_limit is not None:
         parse_rate(rate_limit)
     key = find_key(session, id_or_prefix)
+    before = key.rate_limit
     key.rate_limit = rate_limit.strip()[:64] if rate_limit is not None else None
     session.flush()
+    if key.rate_limit != before:
+        audit.record(session, actor, tenant_id=key.tenant_id, action=KEY_RATE_CHANGED,
+                     target_type="key", target_id=key.id,
+                     details={"from": before, "to": key.rate_limit})
     return key
 
 
