@@ -23,6 +23,7 @@ from hark.audit.models import AuditEvent, AuditEventImmutableError
 from hark.jobs.keys import result_key
 from hark.jobs.models import Job
 from hark.keys.service import create_key
+from hark.organisations.erasure import erase_organisation
 from hark.pipeline.transcript import Segment, Transcript
 from hark.speakers.service import NewSample
 from tests.support.audit import actions_about, audit_service_fixture, events_about, key_id
@@ -228,3 +229,31 @@ def test_events_cannot_be_changed_or_removed(svc: Service) -> None:
         session.flush()
     assert [(e.id, e.action) for e in events_about(svc, created.key.id)] == \
         [(event.id, "key.created")]
+
+
+def test_erasing_an_organisation_anonymises_its_events_and_no_others(
+    svc: Service, keys: dict[str, str],
+) -> None:
+    doomed = svc.create_key("erasable")
+    gone = svc.submit(sine_wav(0.5), "gone.wav", headers=with_request_id(doomed, "req-gone"))
+    stays = svc.submit(sine_wav(0.5), "stays.wav",
+                       headers=with_request_id(keys["alpha"], "req-stays"))
+    before = {e.id: e for e in events_about(svc, gone["id"])
+              + events_about(svc, key_id(svc, doomed))}
+    assert len(before) == 2
+
+    report = erase_organisation(svc.state.db, svc.state.storage, "erasable")
+    assert report.audit_events_anonymised == 2
+    with svc.state.db.session() as session:
+        after = {e.id: e for e in session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.id.in_(before)))}
+        assert session.scalars(sa.select(AuditEvent).where(
+            AuditEvent.tenant_id == "erasable")).all() == []
+    # What happened, to what and when stays; whose it was and who did it goes.
+    assert {(e.action, e.target_id, e.created_at) for e in after.values()} == \
+        {(e.action, e.target_id, e.created_at) for e in before.values()}
+    assert {(e.tenant_id, e.actor_key_id, e.client_address, e.request_id, str(e.details))
+            for e in after.values()} == {("(erased)", None, None, None, "{}")}
+    (kept,) = events_about(svc, stays["id"])
+    assert (kept.tenant_id, kept.client_address, kept.request_id) == \
+        ("alpha", "testclient", "req-stays")

@@ -2,9 +2,9 @@
 recording or voice profile.
 
 The table is append-only. Events are written in the transaction of the action they
-record and never changed afterwards: the mapper refuses updates and deletes, so a
-change to that rule has to be made here, on purpose (an erasure that anonymises old
-events would be one).
+record and never changed afterwards: the mapper refuses updates and deletes. The one
+exception is erasing an organisation, which anonymises its events with a deliberate
+bulk update (`hark.audit.service.anonymise_tenant`).
 """
 
 from __future__ import annotations

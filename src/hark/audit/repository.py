@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import CursorResult, Select, or_, select, update
 from sqlalchemy.orm import Session
 
 from hark.audit.models import AuditEvent
@@ -44,6 +45,19 @@ class AuditRepository:
                                     & (AuditEvent.id < event_id)))
         query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
         return list(self.session.scalars(query.limit(limit)))
+
+    def anonymise(self, tenant_id: str, replacement_tenant_id: str) -> int:
+        """Move the tenant's events to `replacement_tenant_id`, without anything that
+        says who acted or from where; the rows changed.
+
+        A bulk UPDATE: the mapper's append-only guard is for objects changed through a
+        session, and this is the one change that is meant.
+        """
+        result = cast("CursorResult[Any]", self.session.execute(
+            update(AuditEvent).where(AuditEvent.tenant_id == tenant_id).values(
+                tenant_id=replacement_tenant_id, actor_key_id=None, client_address=None,
+                request_id=None, details={})))
+        return int(result.rowcount or 0)
 
 
 def _filtered(query: Select[tuple[AuditEvent]], where: EventFilter) -> Select[tuple[AuditEvent]]:

@@ -23,6 +23,9 @@ from hark.audit.repository import AuditRepository, EventFilter
 from hark.errors import OptionError
 
 MAX_PAGE = 500
+# Where the events of an erased organisation go. Tenant ids cannot hold parentheses, so
+# no organisation can ever be this one.
+ERASED_TENANT = "(erased)"
 
 
 def record(session: Session, actor: Actor, *, tenant_id: str, action: str,
@@ -36,6 +39,13 @@ def record(session: Session, actor: Actor, *, tenant_id: str, action: str,
         action=action, target_type=target_type, target_id=target_id,
         client_address=actor.client_address, request_id=actor.request_id,
         details=dict(details or {})))
+
+
+def anonymise_tenant(session: Session, tenant_id: str) -> int:
+    """For erasing an organisation: its events stay (something was done, to what, when,
+    by what kind of actor) but no longer say whose they were, which key acted, from
+    which address, or anything in their details. Returns how many events changed."""
+    return AuditRepository(session).anonymise(tenant_id, ERASED_TENANT)
 
 
 def event_filter(*, tenant_id: str | None, action: str | None = None,
