@@ -99,9 +99,10 @@ class Server:
         self.log.flush()
         return (self.home / "server.log").read_text(errors="replace")[-3000:]
 
-    def create_key(self) -> str:
+    def create_key(self, rate_limit: str = "unlimited") -> str:
         done = subprocess.run([sys.executable, "-m", "hark", "keys", "create", "--json",
-                               "--name", "benchmark"], env=self.env, cwd=self.home,
+                               "--name", "benchmark", "--rate-limit", rate_limit],
+                              env=self.env, cwd=self.home,
                               capture_output=True, text=True, check=True)
         key: str = json.loads(done.stdout)["key"]
         return key
@@ -384,12 +385,16 @@ def main() -> None:
                         job_id, _ = submit(client, short_job(), "status.wav")
                         if wait_finished(client, job_id)["status"] != "completed":
                             raise SystemExit(f"job {job_id} did not complete")
-                    key = server.create_key()
+                    # The same key twice: not limited, and counted against a rate it
+                    # never reaches (what counting each request costs).
+                    unlimited = server.create_key()
+                    counted = server.create_key(rate_limit="1000000000/minute")
                     results["status"] = [
                         {"auth": auth, **status_load(server, job_id, header, connections,
                                                      args.seconds, args.client)}
                         for connections in args.connections
-                        for auth, header in (("anonymous", None), ("API key", key))]
+                        for auth, header in (("anonymous", None), ("API key", unlimited),
+                                             ("API key, rate counted", counted))]
                 if "events" in parts:
                     results["events"] = asyncio.run(events_benchmark(
                         "127.0.0.1", server.port, {}, long_speech(180), speech_sample(),

@@ -200,8 +200,8 @@ def test_every_route_holds_to_each_roles_policy(svc: Service, people: dict[str, 
                     body = json.loads(answer.read()) if answer.status_code == 403 else {}
                 # The job API's envelope, or OpenAI's error shape under /v1.
                 refused = body.get("error_code") == "ROLE_NOT_ALLOWED" or \
-                    isinstance(body.get("error"), dict) and \
-                    body["error"].get("code") == "role_not_allowed"
+                    (isinstance(body.get("error"), dict) and \
+                    body["error"].get("code") == "role_not_allowed")
                 assert refused == forbidden, (role, method, route, answer.status_code, body)
                 checked += 1
     assert checked > 60

@@ -17,6 +17,7 @@ from cachetools import TTLCache
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
+from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
 from hark.keys.service import revoke_key
 from hark.runtime import KEY_CACHE_SECONDS
@@ -150,7 +151,7 @@ def test_revoked_key_stops_working_within_the_cache_ttl(svc: Service) -> None:
         key = svc.create_key("alpha", "to-revoke")
         assert svc.client.get(JOBS, headers=bearer(key)).status_code == 200  # now cached
         with state.db.session(write=True) as session:
-            revoke_key(session, key[:12])
+            revoke_key(session, key[:12], actor=COMMAND_LINE)
         # The cache here keeps a key 0.5 s; one whose entry never expired would work on
         # for good, so a generous bound tells the two apart.
         wait_for(lambda: svc.client.get(JOBS, headers=bearer(key)).status_code != 200,
@@ -188,7 +189,9 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
     created = invoke("keys", "create", "--json", "--name", "ci robot", "--tenant", "gamma")
     assert created.exit_code == 0, created.output
     info = json.loads(created.stdout)
-    assert set(info) == {"id", "name", "tenant", "max_priority", "key", "webhook_secret"}
+    assert set(info) == {"id", "name", "tenant", "max_priority", "rate_limit", "key",
+                         "webhook_secret"}
+    assert info["rate_limit"] is None  # the server's HARK_RATE_LIMIT
     assert info["name"] == "ci robot" and info["tenant"] == "gamma"
     assert info["max_priority"] == 0  # normal priority unless the key is given more
     key = info["key"]

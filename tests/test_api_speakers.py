@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from hark.api.app import create_app
 from hark.api.state import ServiceState
+from hark.audit.actor import COMMAND_LINE
 from hark.config import Settings
 from hark.keys.service import create_key
 from hark.pipeline.audio import SAMPLE_RATE
@@ -96,7 +97,8 @@ def state_of(app: FastAPI) -> ServiceState:
 
 def bearer(app: FastAPI, tenant: str) -> dict[str, str]:
     with state_of(app).db.session(write=True) as session:
-        secret = create_key(session, name=f"{tenant} key", tenant_id=tenant).secret
+        secret = create_key(session, name=f"{tenant} key", tenant_id=tenant,
+                            actor=COMMAND_LINE).secret
     return {"Authorization": f"Bearer {secret}"}
 
 

@@ -40,7 +40,8 @@ POSTGRES_SERVER_URL = os.environ.get(
 )
 HARK_TABLES = {"speaker_profiles", "voice_samples", "jobs", "uploads", "api_keys",
                "transcript_states", "transcript_revisions", "transcript_segments",
-               "organisations", "users", "memberships", "refresh_tokens", "password_resets"}
+               "organisations", "users", "memberships", "refresh_tokens", "password_resets",
+               "audit_events"}
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
 from hark.config import get_settings
 from hark.db import Database, open_database
@@ -167,7 +168,7 @@ def test_an_organisation_is_erased_and_nothing_of_it_is_left(db: Database,
     jobs = [add_job(db, storage, "gone", days_ago=d) for d in (1, 2, None)]
     kept = add_job(db, storage, "stays", days_ago=1)
     with db.session(write=True) as session:
-        create_key(session, name="ci", tenant_id="gone")
+        create_key(session, name="ci", tenant_id="gone", actor=COMMAND_LINE)
         profile = SpeakerProfile(tenant_id="gone", name="Ada", embedder="x", dimension=2,
                                  centroid=b"\0" * 8)
         session.add(profile)

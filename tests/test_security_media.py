@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from hark.audit.actor import COMMAND_LINE
 from hark.keys.service import revoke_key
 from hark.pipeline.audio import SAMPLE_RATE
 from hark.transcripts.media import sniff_media_type
@@ -171,7 +172,7 @@ def test_a_link_ends_when_its_key_is_revoked(svc: Service) -> None:
     signed = link(svc, key, job["id"])
     assert svc.client.get(signed).status_code == 200
     with svc.state.db.session(write=True) as session:
-        revoke_key(session, key[:12])
+        revoke_key(session, key[:12], actor=COMMAND_LINE)
     body = assert_error(svc.client.get(signed), 401, "MEDIA_LINK_INVALID")
     assert body["details"]["reason"] == "revoked"
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from hark.audit.actor import COMMAND_LINE
 from hark.config import Settings
 from hark.db import Database, open_database
 from hark.errors import (
@@ -77,14 +78,14 @@ def count_samples(db: Database) -> int:
 
 def enroll_vectors(db: Database, voices: dict[str, np.ndarray]) -> dict[str, str]:
     with db.session(write=True) as session:
-        return {name: service.enroll(session, "local", name, [sample(v)]).id
+        return {name: service.enroll(session, "local", name, [sample(v)], actor=COMMAND_LINE).id
                 for name, v in voices.items()}
 
 
 def test_enroll_creates_a_profile(database: Database) -> None:
     with database.session(write=True) as session:
         profile = service.enroll(session, "local", "  Ada   Lovelace ",
-                                 [sample(basis(0) * 3, 4.5, source="ada.wav")])
+                                 [sample(basis(0) * 3, 4.5, source="ada.wav")], actor=COMMAND_LINE)
     with database.session() as session:
         (stored,) = service.list_profiles(session, "local")
         assert stored.id == profile.id and len(stored.id) == 36
@@ -104,12 +105,12 @@ def test_enrolling_a_name_again_adds_samples_and_reweights_the_centroid(
     second = toward(basis(0), basis(2), 0.6) * 5.0  # length must not count, only direction
     third = basis(3)
     with database.session(write=True) as session:
-        created = service.enroll(session, "local", "Ada", [sample(first, 3.0)])
+        created = service.enroll(session, "local", "Ada", [sample(first, 3.0)], actor=COMMAND_LINE)
     created_at, updated_before = created.created_at, created.updated_at
     time.sleep(0.01)
     with database.session(write=True) as session:
         grown = service.enroll(session, "local", "Ada",
-                               [sample(second, 6.0), sample(third, 12.0)])
+                               [sample(second, 6.0), sample(third, 12.0)], actor=COMMAND_LINE)
     assert grown.id == created.id
     with database.session() as session:
         profile = service.get_profile(session, "local", created.id)
@@ -124,11 +125,12 @@ def test_enrolling_a_name_again_adds_samples_and_reweights_the_centroid(
 
 def test_add_samples_by_id(database: Database) -> None:
     with database.session(write=True) as session:
-        profile = service.enroll(session, "local", "Ada", [sample(basis(0))])
+        profile = service.enroll(session, "local", "Ada", [sample(basis(0))], actor=COMMAND_LINE)
     with database.session(write=True) as session:
-        service.add_samples(session, "local", profile.id, [sample(basis(1))])
+        service.add_samples(session, "local", profile.id, [sample(basis(1))], actor=COMMAND_LINE)
         with pytest.raises(SpeakerNotFoundError):
-            service.add_samples(session, "other", profile.id, [sample(basis(1))])
+            service.add_samples(session, "other", profile.id, [sample(basis(1))],
+                                actor=COMMAND_LINE)
     with database.session() as session:
         stored = service.get_profile(session, "local", profile.id)
         assert stored.sample_count == 2
@@ -138,7 +140,8 @@ def test_add_samples_by_id(database: Database) -> None:
 
 def test_bad_enrolments_are_refused_and_store_nothing(database: Database) -> None:
     with database.session(write=True) as session:
-        service.enroll(session, "local", "Ada", [sample(basis(0), embedder="resemblyzer")])
+        service.enroll(session, "local", "Ada", [sample(basis(0), embedder="resemblyzer")],
+                       actor=COMMAND_LINE)
     cases: list[tuple[type[Exception], str, list[NewSample]]] = [
         (InsufficientSpeechError, "Bea", [sample(basis(1)), sample(basis(2), 2.5)]),
         (OptionError, "Bea", []),
@@ -152,7 +155,7 @@ def test_bad_enrolments_are_refused_and_store_nothing(database: Database) -> Non
     ]
     for error, name, samples in cases:
         with pytest.raises(error), database.session(write=True) as session:
-            service.enroll(session, "local", name, samples)
+            service.enroll(session, "local", name, samples, actor=COMMAND_LINE)
     with database.session() as session:
         (only,) = service.list_profiles(session, "local")
         assert (only.name, only.sample_count) == ("Ada", 1)
@@ -161,20 +164,21 @@ def test_bad_enrolments_are_refused_and_store_nothing(database: Database) -> Non
 
 def test_delete_by_id_or_name_cascades_to_samples(database: Database) -> None:
     with database.session(write=True) as session:
-        ada = service.enroll(session, "local", "Ada", [sample(basis(0)), sample(basis(1))])
-        service.enroll(session, "local", "Bea", [sample(basis(2))])
+        ada = service.enroll(session, "local", "Ada", [sample(basis(0)), sample(basis(1))],
+                             actor=COMMAND_LINE)
+        service.enroll(session, "local", "Bea", [sample(basis(2))], actor=COMMAND_LINE)
     assert count_samples(database) == 3
     with database.session(write=True) as session:
-        assert service.delete_profile(session, "local", ada.id).name == "Ada"
+        assert service.delete_profile(session, "local", ada.id, actor=COMMAND_LINE).name == "Ada"
     assert count_samples(database) == 1
     with database.session(write=True) as session:
-        service.delete_profile(session, "local", "Bea")
+        service.delete_profile(session, "local", "Bea", actor=COMMAND_LINE)
         with pytest.raises(SpeakerNotFoundError):
-            service.delete_profile(session, "local", "Bea")
+            service.delete_profile(session, "local", "Bea", actor=COMMAND_LINE)
     assert count_samples(database) == 0
     # The cascade is the database's own, not only the ORM's.
     with database.session(write=True) as session:
-        service.enroll(session, "local", "Cy", [sample(basis(3))])
+        service.enroll(session, "local", "Cy", [sample(basis(3))], actor=COMMAND_LINE)
     with database.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM speaker_profiles")
     assert count_samples(database) == 0
@@ -182,8 +186,8 @@ def test_delete_by_id_or_name_cascades_to_samples(database: Database) -> None:
 
 def test_tenants_are_isolated(database: Database) -> None:
     with database.session(write=True) as session:
-        mine = service.enroll(session, "local", "Ada", [sample(basis(0))])
-        theirs = service.enroll(session, "acme", "Ada", [sample(basis(1))])
+        mine = service.enroll(session, "local", "Ada", [sample(basis(0))], actor=COMMAND_LINE)
+        theirs = service.enroll(session, "acme", "Ada", [sample(basis(1))], actor=COMMAND_LINE)
     assert mine.id != theirs.id
     with database.session(write=True) as session:
         assert [p.id for p in service.list_profiles(session, "acme")] == [theirs.id]
@@ -191,8 +195,8 @@ def test_tenants_are_isolated(database: Database) -> None:
         with pytest.raises(SpeakerNotFoundError):
             service.get_profile(session, "acme", mine.id)
         with pytest.raises(SpeakerNotFoundError):
-            service.delete_profile(session, "acme", mine.id)
-        service.delete_profile(session, "acme", "Ada")
+            service.delete_profile(session, "acme", mine.id, actor=COMMAND_LINE)
+        service.delete_profile(session, "acme", "Ada", actor=COMMAND_LINE)
     with database.session() as session:
         assert service.list_profiles(session, "acme") == []
         assert service.get_profile(session, "local", mine.id).name == "Ada"
@@ -209,11 +213,11 @@ def test_concurrent_enrolments_under_one_name_keep_every_sample(existing: bool) 
 
         def second() -> None:
             with database.session() as other:
-                service.enroll(other, "local", "Ada", [sample(basis(1), 6.0)])
+                service.enroll(other, "local", "Ada", [sample(basis(1), 6.0)], actor=COMMAND_LINE)
             done.set()
 
         with database.session() as session:
-            service.enroll(session, "local", "Ada", [sample(basis(0), 3.0)])
+            service.enroll(session, "local", "Ada", [sample(basis(0), 3.0)], actor=COMMAND_LINE)
             thread = threading.Thread(target=second)
             thread.start()
             assert not done.wait(0.5)
@@ -268,9 +272,10 @@ def test_two_speakers_never_share_a_profile(database: Database) -> None:
 
 def test_profiles_for_matching_leaves_out_other_embedders(database: Database) -> None:
     with database.session(write=True) as session:
-        service.enroll(session, "local", "Ada", [sample(basis(0), embedder="resemblyzer")])
+        service.enroll(session, "local", "Ada", [sample(basis(0), embedder="resemblyzer")],
+                       actor=COMMAND_LINE)
         service.enroll(session, "local", "Bea",
-                       [sample(np.ones(512, np.float32), embedder="pyannote")])
+                       [sample(np.ones(512, np.float32), embedder="pyannote")], actor=COMMAND_LINE)
         assert [p.name for p in service.profiles_for_matching(session, "local")] == \
             ["Ada", "Bea"]
         (profile,) = service.profiles_for_matching(session, "local", embedder="resemblyzer")
@@ -319,7 +324,7 @@ def test_enrolled_voices_identify_held_out_recordings(
         with database.session(write=True) as session:
             for name, clip in (("Ada", READER_A[0]), ("Bea", READER_B[0])):
                 service.enroll(session, "local", name,
-                               [sample_from_recording(asr / clip, settings)])
+                               [sample_from_recording(asr / clip, settings)], actor=COMMAND_LINE)
         with database.session() as session:
             profiles = service.profiles_for_matching(session, "local",
                                                      embedder=settings.diarizer)

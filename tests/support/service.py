@@ -38,6 +38,7 @@ from starlette.testclient import WebSocketTestSession
 
 from hark.api.app import create_app
 from hark.api.state import ServiceState
+from hark.audit.actor import COMMAND_LINE
 from hark.config import Settings
 from hark.keys.service import create_key
 from hark.pipeline.audio import SAMPLE_RATE
@@ -169,8 +170,8 @@ def tree(root: Path) -> set[str]:
 def create_api_key(state: ServiceState, tenant: str, name: str = "test",
                    max_priority: int = 0, rate_limit: str | None = None) -> str:
     with state.db.session(write=True) as session:
-        return create_key(session, name=name, tenant_id=tenant, max_priority=max_priority,
-                          rate_limit=rate_limit).secret
+        return create_key(session, name=name, tenant_id=tenant, actor=COMMAND_LINE,
+                          max_priority=max_priority, rate_limit=rate_limit).secret
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from hark.api.openapi import install as install_openapi
 from hark.api.rate_limit import RateLimitHeadersMiddleware, RequestRates
 from hark.api.request_id import RequestIdMiddleware
 from hark.api.security import SecurityMiddleware
+from hark.audit.actor import ClientAddressMiddleware
 from hark.config import Settings
 from hark.jobs.repository import JobRepository
 
@@ -48,6 +49,7 @@ def create_app(
     install_error_handlers(app)
     app.state.request_rates = RequestRates(settings)
     from hark.accounts.endpoints import router as accounts_router
+    from hark.audit.endpoints import router as audit_router
     from hark.health.endpoints import router as health_router
     from hark.jobs.endpoints import router as jobs_router
     from hark.jobs.events_endpoints import router as events_router
@@ -63,7 +65,7 @@ def create_app(
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
                    transcripts_router, feed_router, live_router, realtime_router,
-                   organisations_router, accounts_router):
+                   organisations_router, accounts_router, audit_router):
         app.include_router(router)
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/
@@ -77,6 +79,7 @@ def create_app(
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(api_metrics.MetricsMiddleware)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(ClientAddressMiddleware)  # for the audit log's events
     app.add_middleware(RequestIdMiddleware)  # outermost: everything below sees the id
     return app
 

@@ -6,6 +6,7 @@ import typer
 
 from hark import __version__
 from hark.cli import (
+    audit,
     db,
     evaluate,
     keys,
@@ -37,6 +38,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(keys.app, name="keys")
 app.add_typer(orgs.app, name="orgs")
 app.add_typer(users.app, name="users")
+app.add_typer(audit.app, name="audit")
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 

@@ -37,11 +37,12 @@ def create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Make a key. It is shown once: store it now; only its hash is kept."""
+    from hark.audit.actor import COMMAND_LINE
     from hark.keys.service import create_key
 
     try:
         with _session_scope() as db, db.session(write=True) as session:
-            created = create_key(session, name=name, tenant_id=tenant,
+            created = create_key(session, name=name, tenant_id=tenant, actor=COMMAND_LINE,
                                  max_priority=max_priority, rate_limit=rate_limit)
             key = created.key
             info = {"id": key.id, "name": key.name, "tenant": key.tenant_id,
@@ -85,11 +86,12 @@ def revoke(
     key: Annotated[str, typer.Argument(help="The key's id, or its shown prefix.")],
 ) -> None:
     """Revoke a key; requests with it are refused from then on (within seconds)."""
+    from hark.audit.actor import COMMAND_LINE
     from hark.keys.service import revoke_key
 
     try:
         with _session_scope() as db, db.session(write=True) as session:
-            revoked = revoke_key(session, key)
+            revoked = revoke_key(session, key, actor=COMMAND_LINE)
             key_id = revoked.id
     except HarkError as exc:
         fail(exc)
@@ -104,11 +106,12 @@ def rate(
              "HARK_RATE_LIMIT.")] = None,
 ) -> None:
     """Give a key its own request rate (running servers apply it within seconds)."""
+    from hark.audit.actor import COMMAND_LINE
     from hark.keys.service import set_rate_limit
 
     try:
         with _session_scope() as db, db.session(write=True) as session:
-            changed = set_rate_limit(session, key, rate_limit)
+            changed = set_rate_limit(session, key, rate_limit, actor=COMMAND_LINE)
             shown = (changed.id, changed.rate_limit or "the server's rate")
     except HarkError as exc:
         fail(exc)

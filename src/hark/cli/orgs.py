@@ -181,7 +181,8 @@ def erase(
                    "undone.")] = False,
 ) -> None:
     """Erase an organisation: its jobs with their recordings, results, edits and search
-    index, its upload slots, voice profiles and API keys. Prints what was removed."""
+    index, its upload slots, voice profiles and API keys; its audit events are
+    anonymised. Prints what was removed."""
     from hark.organisations.erasure import erase_organisation
     from hark.storage import open_storage
 

@@ -53,6 +53,7 @@ def enroll(
 
     If any file fails, nothing is stored.
     """
+    from hark.audit.actor import COMMAND_LINE
     from hark.pipeline.diarization.select import diarizer_cache
     from hark.speakers import service
     from hark.speakers.embedding import sample_from_recording
@@ -80,7 +81,8 @@ def enroll(
             raise typer.Exit(1)
         try:
             with database.session(write=True) as session:
-                profile = service.enroll(session, _tenant(tenant), name, samples)
+                profile = service.enroll(session, _tenant(tenant), name, samples,
+                                         actor=COMMAND_LINE)
         except HarkError as exc:
             fail(exc)
     typer.echo(f"Enrolled {profile.name}: profile {profile.id}, {profile.sample_count} "
@@ -125,12 +127,14 @@ def remove(
     tenant: Tenant = None,
 ) -> None:
     """Remove a voice profile and its samples."""
+    from hark.audit.actor import COMMAND_LINE
     from hark.speakers import service
 
     with _open() as database:
         try:
             with database.session(write=True) as session:
-                removed = service.delete_profile(session, _tenant(tenant), profile)
+                removed = service.delete_profile(session, _tenant(tenant), profile,
+                                                 actor=COMMAND_LINE)
         except HarkError as exc:
             fail(exc)
     typer.echo(f"Removed {removed.name} ({removed.id})")

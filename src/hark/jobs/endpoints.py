@@ -18,6 +18,9 @@ from hark.api.auth import CurrentPrincipal, require_principal
 from hark.api.multipart import parse_form
 from hark.api.openapi import ERRORS, form_fields, multipart_body
 from hark.api.state import ReadSession, ServiceState, State, WriteSession
+from hark.audit import service as audit
+from hark.audit.actor import request_actor
+from hark.audit.models import RESULT_DOWNLOADED
 from hark.db.base import new_id
 from hark.errors import (
     JobPurgedError,
@@ -201,6 +204,12 @@ def get_result(job_id: str, principal: CurrentPrincipal, state: State, session: 
     else:
         transcript = edited or Transcript.from_dict(_loads(raw))
         body = render(transcript, format, name=stem).encode()
+    # Recorded once the result is in hand (a failed read is no download), in a write
+    # transaction of its own: the reads above took no write lock.
+    with state.db.session(write=True) as audit_session:
+        audit.record(audit_session, request_actor(principal), tenant_id=principal.tenant_id,
+                     action=RESULT_DOWNLOADED, target_type="job", target_id=job.id,
+                     details={"format": format})
     return Response(body, media_type=MEDIA_TYPES[format],
                     headers={"Content-Disposition": _disposition(f"{stem}.{format}")})
 

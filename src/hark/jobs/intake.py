@@ -4,6 +4,7 @@ request's session first and never commits: the edge that owns the session does, 
 what must wait for that commit (the feed's announcement, the queue message) is
 registered as an after-commit action. Stored media of a submission that fails, or whose
 transaction is rolled back, is deleted: nothing stays in storage for a job that is not.
+Every submission records a `job.created` audit event in its transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit
+from hark.audit.actor import request_actor
+from hark.audit.models import JOB_CREATED
 from hark.db.base import new_id, utcnow
 from hark.db.hooks import after_commit, after_rollback
 from hark.errors import (
@@ -161,6 +165,10 @@ def _create(session: Session, state: ServiceState, principal: Principal, job_id:
         session, tenant_id=principal.tenant_id, api_key_id=principal.api_key_id,
         options=checked.options, model=checked.model, media=media,
         max_queued=state.settings.max_queued_jobs, job_id=job_id)
+    audit.record(session, request_actor(principal), tenant_id=principal.tenant_id,
+                 action=JOB_CREATED, target_type="job", target_id=job.id,
+                 details={"model": job.model,
+                          "source": "url" if media.source_url else "upload"})
     announce_created(session, state.bus, state.queue, principal.tenant_id, job)
     if media.key is not None:
         key = media.key

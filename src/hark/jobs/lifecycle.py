@@ -1,7 +1,8 @@
 """What a person does to a job once it exists: cancel it, purge it, run it again.
 
 Like the intake, these take the request's session and never commit; announcements and
-storage deletions are after-commit actions, so an undone change leaves no trace.
+storage deletions are after-commit actions, so an undone change leaves no trace. A
+cancel and a purge each record an audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit
+from hark.audit.actor import request_actor
+from hark.audit.models import JOB_CANCELED, JOB_PURGED
 from hark.db.base import new_id
 from hark.db.hooks import after_commit
 from hark.errors import JobStateError
@@ -31,9 +35,15 @@ def cancel(session: Session, state: ServiceState, principal: Principal, job_id: 
     """Cancel a queued or running job (a running one stops at its next chunk); with
     `purge`, also delete its recording, results, edits and search index."""
     job, changed = service.cancel_job(session, principal.tenant_id, job_id)
+    actor = request_actor(principal)
     if changed:
+        audit.record(session, actor, tenant_id=principal.tenant_id, action=JOB_CANCELED,
+                     target_type="job", target_id=job.id)
         after_commit(session, lambda: state.bus.publish(job_id, events.canceled(job_id)))
     if purge:
+        if not job.purged:  # purging again deletes nothing new: not a second event
+            audit.record(session, actor, tenant_id=principal.tenant_id, action=JOB_PURGED,
+                         target_type="job", target_id=job.id)
         keys = [k for k in (job.media_key, results_prefix(job.id)) if k]
         service.mark_purged(job)
         revisions.forget(session, job.id)  # edits and search index: text of the recording

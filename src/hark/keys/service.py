@@ -3,7 +3,8 @@
 A key is `hark_` followed by 32 random bytes (base62-ish, URL-safe); only its
 SHA-256 is stored. Keys are random and long, so a plain hash is enough: there is
 nothing to brute-force, and lookups stay one indexed equality. Functions take the
-session first and never commit.
+session first and never commit; creating a key, changing its rate and revoking it
+record an audit event in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from limits import RateLimitItem, parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit
+from hark.audit.actor import Actor
+from hark.audit.models import KEY_CREATED, KEY_RATE_CHANGED, KEY_REVOKED
 from hark.db.base import utcnow
 from hark.errors import NotFoundError, OptionError
 from hark.keys.models import ApiKey
@@ -63,7 +67,7 @@ def check_tenant(tenant_id: str) -> str:
     return tenant_id
 
 
-def create_key(session: Session, *, name: str, tenant_id: str,
+def create_key(session: Session, *, name: str, tenant_id: str, actor: Actor,
                max_priority: int = 0, rate_limit: str | None = None) -> CreatedKey:
     tenant_id = check_tenant(tenant_id)
     name = " ".join(name.split()) or "unnamed"
@@ -80,6 +84,10 @@ def create_key(session: Session, *, name: str, tenant_id: str,
                  max_priority=max_priority, rate_limit=rate_limit)
     session.add(key)
     session.flush()
+    audit.record(session, actor, tenant_id=key.tenant_id, action=KEY_CREATED,
+                 target_type="key", target_id=key.id,
+                 details={"name": key.name, "max_priority": key.max_priority,
+                          "rate_limit": key.rate_limit})
     return CreatedKey(key, raw)
 
 
@@ -90,22 +98,31 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
     return list(session.scalars(query))
 
 
-def set_rate_limit(session: Session, id_or_prefix: str, rate_limit: str | None) -> ApiKey:
+def set_rate_limit(session: Session, id_or_prefix: str, rate_limit: str | None, *,
+                   actor: Actor) -> ApiKey:
     """Give a key its own request rate (None: the server's again)."""
     if rate_limit is not None:
         parse_rate(rate_limit)
     key = find_key(session, id_or_prefix)
+    before = key.rate_limit
     key.rate_limit = rate_limit.strip()[:64] if rate_limit is not None else None
     session.flush()
+    if key.rate_limit != before:
+        audit.record(session, actor, tenant_id=key.tenant_id, action=KEY_RATE_CHANGED,
+                     target_type="key", target_id=key.id,
+                     details={"from": before, "to": key.rate_limit})
     return key
 
 
-def revoke_key(session: Session, id_or_prefix: str) -> ApiKey:
-    """Revoke by id or by the displayed prefix (when it names exactly one key)."""
+def revoke_key(session: Session, id_or_prefix: str, *, actor: Actor) -> ApiKey:
+    """Revoke by id or by the displayed prefix (when it names exactly one key); a key
+    revoked already stays as it was, and no event is recorded for it again."""
     key = find_key(session, id_or_prefix)
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
+        audit.record(session, actor, tenant_id=key.tenant_id, action=KEY_REVOKED,
+                     target_type="key", target_id=key.id, details={"name": key.name})
     return key
 
 

@@ -1,6 +1,7 @@
 """Erasing an organisation on request: every job with its recording, results, edits and
 search index, its upload slots, voice profiles and API keys, and the organisation
-itself, with a report of what went.
+itself, with a report of what went. Its audit events are kept but anonymised: they no
+longer name the organisation, its keys or its callers' addresses.
 
 Jobs go a batch at a time, each batch in its own transaction with its files deleted
 before the rows (as the retention sweep does), so an erasure that stops half way is
@@ -15,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit
 from hark.db import Database
 from hark.errors import NotFoundError
 from hark.jobs.keys import results_prefix
@@ -36,6 +38,7 @@ class ErasureReport:
     voice_profiles: int = 0
     voice_samples: int = 0
     api_keys: int = 0
+    audit_events_anonymised: int = 0
     storage_prefixes: int = 0  # recordings, results and uploads deleted from storage
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +77,7 @@ def erase_organisation(db: Database, storage: Storage, tenant: str) -> ErasureRe
             SpeakerProfile.tenant_id == tenant))
         report.api_keys = _delete(session, delete(ApiKey).where(ApiKey.tenant_id == tenant))
         _delete(session, delete(Organisation).where(Organisation.id == tenant))
+        report.audit_events_anonymised = audit.anonymise_tenant(session, tenant)
     return report
 
 

@@ -23,6 +23,7 @@ from hark.api.auth import CurrentPrincipal
 from hark.api.multipart import UploadedFile, parse_form
 from hark.api.openapi import ERRORS, multipart_body
 from hark.api.state import ServiceState, get_state
+from hark.audit.actor import Actor, request_actor
 from hark.db.base import new_id
 from hark.errors import RequestError, UploadTooLargeError
 from hark.speakers import service
@@ -163,20 +164,20 @@ def _embed(state: ServiceState, received: _Received) -> list[NewSample]:
     return samples
 
 
-def _enroll(state: ServiceState, tenant_id: str, name: str,
+def _enroll(state: ServiceState, actor: Actor, tenant_id: str, name: str,
             samples: list[NewSample]) -> tuple[SpeakerOut, bool]:
     with state.db.session(write=True) as session:
-        profile = service.enroll(session, tenant_id, name, samples)
+        profile = service.enroll(session, tenant_id, name, samples, actor=actor)
         # A new profile holds exactly these samples; a known name already had some.
         created = profile.sample_count == len(samples)
         return SpeakerOut.model_validate(profile), created
 
 
-def _add_samples(state: ServiceState, tenant_id: str, speaker_id: str,
+def _add_samples(state: ServiceState, actor: Actor, tenant_id: str, speaker_id: str,
                  samples: list[NewSample]) -> SpeakerOut:
     with state.db.session(write=True) as session:
         return SpeakerOut.model_validate(
-            service.add_samples(session, tenant_id, speaker_id, samples))
+            service.add_samples(session, tenant_id, speaker_id, samples, actor=actor))
 
 
 @router.post(
@@ -194,7 +195,7 @@ async def enroll_speaker(request: Request, response: Response, principal: Curren
         name = service.validate_name(raw_name)  # before the costly part
         samples = await run_in_threadpool(_embed, state, received)
     profile, created = await run_in_threadpool(
-        _enroll, state, principal.tenant_id, name, samples)
+        _enroll, state, request_actor(principal), principal.tenant_id, name, samples)
     if created:
         response.headers["Location"] = f"{router.prefix}/speakers/{profile.id}"
     else:
@@ -225,7 +226,8 @@ def delete_speaker(speaker_id: str, principal: CurrentPrincipal, state: State) -
         # By id only: the service also accepts a name, which a path named {id} must not.
         profile = service.get_profile(session, principal.tenant_id, speaker_id)
         removed = SpeakerOut.model_validate(profile)
-        service.delete_profile(session, principal.tenant_id, profile.id)
+        service.delete_profile(session, principal.tenant_id, profile.id,
+                               actor=request_actor(principal))
     return removed
 
 
@@ -239,4 +241,5 @@ async def add_speaker_samples(speaker_id: str, request: Request, principal: Curr
     async with _receive_samples(request, state, frozenset()) as received:
         samples = await run_in_threadpool(_embed, state, received)
     return await run_in_threadpool(
-        _add_samples, state, principal.tenant_id, speaker_id, samples)
+        _add_samples, state, request_actor(principal), principal.tenant_id, speaker_id,
+        samples)

@@ -6,6 +6,10 @@ several samples is stored entirely or not at all.
 
 Names are unique per tenant (a database constraint): enrolling a name that exists
 adds the new samples to that profile rather than making a second one.
+
+Enrolling, adding samples and deleting record an audit event in the same transaction.
+The events name the profile by id only, never the person's name: removing a profile is
+often someone asking to be forgotten, and the audit log keeps what it is given.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit
+from hark.audit.actor import Actor
+from hark.audit.models import SPEAKER_DELETED, SPEAKER_ENROLLED, SPEAKER_SAMPLES_ADDED
 from hark.errors import (
     EmbeddingMismatchError,
     InsufficientSpeechError,
@@ -62,10 +69,21 @@ def centroid(embeddings: Sequence[np.ndarray], weights: Sequence[float]) -> np.n
 
 
 def enroll(
-    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample]
+    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample], *,
+    actor: Actor,
 ) -> SpeakerProfile:
     """Create the profile `name` in the tenant from `samples`, or add them to it."""
-    name = validate_name(name)
+    profile, created = _create_or_extend(session, tenant_id, validate_name(name), samples)
+    audit.record(session, actor, tenant_id=tenant_id, action=SPEAKER_ENROLLED,
+                 target_type="speaker", target_id=profile.id,
+                 details={"created": created, "samples": len(samples)})
+    return profile
+
+
+def _create_or_extend(
+    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample]
+) -> tuple[SpeakerProfile, bool]:
+    """The profile `name` with `samples` added, and whether it was made just now."""
     _check_samples(samples)
     repository = SpeakerProfileRepository(session)
     # The lock keeps a concurrent enrolment from recomputing the centroid without ours.
@@ -73,16 +91,17 @@ def enroll(
     if profile is None:
         created = _try_create(session, tenant_id, name, samples)
         if created is not None:
-            return created
+            return created, True
         # The same name was created concurrently and committed; join it.
         profile = repository.get_by_name(tenant_id, name, lock=True)
         assert profile is not None
     _append(session, profile, samples)
-    return profile
+    return profile, False
 
 
 def add_samples(
-    session: Session, tenant_id: str, profile_id: str, samples: Sequence[NewSample]
+    session: Session, tenant_id: str, profile_id: str, samples: Sequence[NewSample], *,
+    actor: Actor,
 ) -> SpeakerProfile:
     """Add `samples` to an existing profile and recompute its centroid."""
     _check_samples(samples)
@@ -90,6 +109,9 @@ def add_samples(
     if profile is None:
         raise _not_found(profile_id)
     _append(session, profile, samples)
+    audit.record(session, actor, tenant_id=tenant_id, action=SPEAKER_SAMPLES_ADDED,
+                 target_type="speaker", target_id=profile.id,
+                 details={"samples": len(samples)})
     return profile
 
 
@@ -115,11 +137,14 @@ def find_profile(session: Session, tenant_id: str, id_or_name: str) -> SpeakerPr
     return profile
 
 
-def delete_profile(session: Session, tenant_id: str, id_or_name: str) -> SpeakerProfile:
+def delete_profile(session: Session, tenant_id: str, id_or_name: str, *,
+                   actor: Actor) -> SpeakerProfile:
     """Remove a profile and its samples; returns what was removed."""
     profile = find_profile(session, tenant_id, id_or_name)
     SpeakerProfileRepository(session).delete(profile)
     session.flush()
+    audit.record(session, actor, tenant_id=tenant_id, action=SPEAKER_DELETED,
+                 target_type="speaker", target_id=profile.id)
     return profile
 
 

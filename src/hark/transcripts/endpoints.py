@@ -16,6 +16,9 @@ from fastapi.responses import JSONResponse
 from hark.api.auth import CurrentPrincipal, presented_key, resolve_principal
 from hark.api.openapi import ERRORS
 from hark.api.state import ServiceState, get_state
+from hark.audit import service as audit
+from hark.audit.actor import Actor, link_actor, request_actor
+from hark.audit.models import MEDIA_DOWNLOADED, RESULT_DOWNLOADED
 from hark.errors import AuthenticationError, JobPurgedError
 from hark.jobs import service as jobs
 from hark.speakers.schemas import SpeakerOut
@@ -36,6 +39,7 @@ class MediaAccess:
 
     tenant_id: str
     link: MediaGrant | None
+    actor: Actor
 
 
 async def media_access(
@@ -49,9 +53,11 @@ async def media_access(
             f"GET /api/v1/jobs/{job_id}/media/link for a signed link", field="api_key")
     if token is not None:
         grant = media_links(request.app.state.hark.settings).verify(token, job_id)
-        return MediaAccess(tenant_id=grant.tenant_id, link=grant)
+        return MediaAccess(tenant_id=grant.tenant_id, link=grant,
+                           actor=link_actor(grant.api_key_id))
     principal = await resolve_principal(request, presented_key(request))
-    return MediaAccess(tenant_id=principal.tenant_id, link=None)
+    return MediaAccess(tenant_id=principal.tenant_id, link=None,
+                       actor=request_actor(principal))
 
 
 def _answer(current: service.Current, changed: bool | None = None) -> JSONResponse:
@@ -67,6 +73,10 @@ def get_transcript(job_id: str, principal: CurrentPrincipal, state: State,
                    revision: Annotated[int | None, Query(ge=0)] = None) -> Response:
     with state.db.session() as session:
         current = service.read(session, state.storage, principal.tenant_id, job_id, revision)
+    with state.db.session(write=True) as session:
+        audit.record(session, request_actor(principal), tenant_id=principal.tenant_id,
+                     action=RESULT_DOWNLOADED, target_type="job", target_id=job_id,
+                     details={"format": "transcript", "revision": current.revision})
     return _answer(current)
 
 
@@ -126,7 +136,22 @@ def get_media(job_id: str, request: Request, state: State,
         key, filename = job.media_key, job.filename
     if key is None:
         raise JobPurgedError("the job's recording was deleted (purged)", status="purged")
-    return media_response(request, state.storage, key, filename)
+    response = media_response(request, state.storage, key, filename)
+    if _starts_a_download(response):
+        with state.db.session(write=True) as session:
+            audit.record(session, access.actor, tenant_id=access.tenant_id,
+                         action=MEDIA_DOWNLOADED, target_type="job", target_id=job_id)
+    return response
+
+
+def _starts_a_download(response: Response) -> bool:
+    """A player reads a recording in many ranged requests as it plays and seeks; only
+    the whole file, or a range from its first byte, counts as a download, so that
+    playing a recording once is one audit event rather than dozens."""
+    if response.status_code == 200:
+        return True
+    return response.status_code == 206 and \
+        response.headers.get("content-range", "").startswith("bytes 0-")
 
 
 @router.get("/jobs/{job_id}/media/link",

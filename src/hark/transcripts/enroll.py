@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hark.api.state import Principal, ServiceState
+from hark.audit.actor import request_actor
 from hark.errors import JobStateError, NotFoundError
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.speakers import service as speakers
@@ -54,7 +55,8 @@ def enroll_speaker(state: ServiceState, principal: Principal, job_id: str, speak
                        embedder=state.settings.diarizer,
                        source=f"{current.filename} ({speaker_id})")
     with state.db.session(write=True) as session:
-        profile = speakers.enroll(session, principal.tenant_id, name, [sample])
+        profile = speakers.enroll(session, principal.tenant_id, name, [sample],
+                                  actor=request_actor(principal))
         named, _ = service.name_speaker(session, state.storage, principal, job_id, speaker_id,
                                         profile.name, profile.id)
     return profile, named
