@@ -202,7 +202,7 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
     row = next(line for line in listed.stdout.splitlines() if line.startswith(info["id"]))
     fields = row.split("\t")
     assert fields[1] == key[:12] + "…" and fields[2] == "gamma" and fields[3] == "ci robot"
-    assert fields[-1] == "active"
+    assert fields[-2:] == ["active", "default rate"]
     assert key not in listed.stdout  # shown once, at creation
 
     settings = service_settings(cli_env, allow_anonymous=False)
