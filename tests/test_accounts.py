@@ -13,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
 from hark.accounts.service import create_user
+from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
 from hark.config import get_settings
 from tests.support.common import wait_for
@@ -30,7 +31,7 @@ def add_user(svc: Service, email: str, role: str, org: str = "acme",
              password: str | None = PASSWORD) -> str:
     with svc.state.db.session(write=True) as session:
         return create_user(session, email=email, organisation=org, role=role,
-                           password=password).id
+                           password=password, actor=COMMAND_LINE).id
 
 
 def login(svc: Service, email: str, password: str = PASSWORD, **extra: Any) -> Any:
@@ -251,3 +252,28 @@ def test_the_users_command(svc: Service, local_cli: None) -> None:
     assert demoted.exit_code == 1 and "CONFLICT" in demoted.output
     assert runner.invoke(cli, ["users", "disable", "cli@acme.test"]).exit_code == 0
     assert_error(login(svc, "cli@acme.test"), 401, "UNAUTHORIZED")
+
+
+def test_sign_ins_and_changes_to_people_are_audited(svc: Service, people: dict[str, str]
+                                                    ) -> None:
+    from sqlalchemy import select
+
+    from hark.audit.models import AuditEvent
+
+    admin_id = add_user(svc, "auditor@acme.test", "admin")
+    access = tokens_of(svc, "auditor@acme.test")["access_token"]
+    made = svc.client.post(f"{API}/users", headers=bearer(access),
+                           json={"email": "audited@acme.test", "role": "viewer"}).json()
+    svc.client.patch(f"{API}/users/{made['user']['id']}", headers=bearer(access),
+                     json={"role": "member"})
+    svc.client.patch(f"{API}/users/{made['user']['id']}", headers=bearer(access),
+                     json={"disabled": True})
+    with svc.state.db.session() as session:
+        events = list(session.scalars(select(AuditEvent).where(
+            AuditEvent.actor_user_id == admin_id).order_by(AuditEvent.created_at)))
+        seen = [(e.action, e.actor_kind, e.tenant_id, e.target_id, e.details) for e in events]
+    assert [s[0] for s in seen] == ["auth.signed_in", "user.created", "user.role_changed",
+                                    "user.disabled"]
+    assert all(kind == "user" and tenant == "acme" for _, kind, tenant, _, _ in seen)
+    assert seen[0][3] == admin_id and seen[1][3] == made["user"]["id"]
+    assert seen[2][4] == {"from": "viewer", "to": "member"}

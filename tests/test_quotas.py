@@ -12,6 +12,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
+from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
 from hark.config import get_settings
 from hark.organisations.service import set_quotas
@@ -32,7 +33,7 @@ runner = CliRunner()
 
 def quotas(svc: Service, tenant: str, **values: float | None) -> None:
     with svc.state.db.session(write=True) as session:
-        set_quotas(session, tenant, values)
+        set_quotas(session, tenant, values, actor=COMMAND_LINE)
 
 
 def upload(svc: Service, key: str, seconds: float) -> Any:

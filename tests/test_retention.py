@@ -101,7 +101,8 @@ def test_each_organisations_policy_is_applied_once(db: Database, tmp_path: Path)
     failed_old = add_job(db, storage, "ret", days_ago=40, status=FAILED)
     elsewhere = add_job(db, storage, "other", days_ago=400)
     with db.session(write=True) as session:
-        set_retention(session, "ret", media_days=7, results_days=30)
+        set_retention(session, "ret", media_days=7, results_days=30,
+                      actor=COMMAND_LINE)
 
     report = sweep(db, storage)
     assert (report.jobs_purged, report.media_deleted) == (2, 1)
@@ -128,7 +129,7 @@ def test_two_replicas_sweeping_at_once(url: str, tmp_path: Path) -> None:
     with open_database(url) as setup:
         due = add_jobs(setup, storage, "busy", 250, days_ago=40)  # two batches
         with setup.session(write=True) as session:
-            set_retention(session, "busy", results_days=30)
+            set_retention(session, "busy", results_days=30, actor=COMMAND_LINE)
     reports = []
 
     def replica() -> None:

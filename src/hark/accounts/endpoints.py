@@ -36,6 +36,9 @@ from hark.api.auth import CurrentPrincipal
 from hark.api.openapi import ERRORS
 from hark.api.rate_limit import RequestRates
 from hark.api.state import ServiceState, State
+from hark.audit import service as audit_log
+from hark.audit.actor import request_actor, user_actor
+from hark.audit.models import SIGNED_IN
 from hark.errors import AuthenticationError, NotFoundError, RoleNotAllowedError
 from hark.principal import Principal
 
@@ -83,6 +86,9 @@ def login(body: LoginIn, request: Request, response: Response, state: State) -> 
             user.password_hash = passwords.hash_password(body.password)
         issued = tokens.sign_in(session, state.settings, user, body.organisation,
                                 user_agent=agent, address=address)
+        audit_log.record(session, user_actor(user.id), tenant_id=issued.claims.organisation,
+                         action=SIGNED_IN, target_type="user", target_id=user.id,
+                         details={"session": issued.claims.session_id})
         return _tokens(issued, user, response, request, state, body.cookie)
 
 
@@ -206,6 +212,7 @@ def add_member(body: NewMemberIn, principal: CurrentPrincipal, state: State) -> 
     _may_grant(principal, body.role)
     with state.db.session(write=True) as session:
         user = service.create_user(session, email=body.email, organisation=principal.tenant_id,
+                                   actor=request_actor(principal),
                                    role=body.role, password=body.password, name=body.name)
         return MemberOut(user=_user_out(user), role=body.role)
 
@@ -219,9 +226,10 @@ def change_member(user_id: str, body: MemberChangeIn, principal: CurrentPrincipa
         _may_grant(principal, role)  # nobody changes someone above them
         if body.role is not None:
             _may_grant(principal, body.role)
-            role = service.set_role(session, user, principal.tenant_id, body.role).role
+            role = service.set_role(session, user, principal.tenant_id, body.role,
+                                    actor=request_actor(principal)).role
         if body.disabled:
-            service.disable(session, user)
+            service.disable(session, user, actor=request_actor(principal))
         elif body.disabled is False:
             user.disabled_at = None
         return MemberOut(user=_user_out(user), role=role)

@@ -10,6 +10,9 @@ from sqlalchemy.orm import Session
 
 from hark.accounts import passwords
 from hark.accounts.models import ROLES, Membership, User
+from hark.audit import service as audit_log
+from hark.audit.actor import Actor
+from hark.audit.models import USER_CREATED, USER_DISABLED, USER_ROLE_CHANGED
 from hark.db.base import utcnow
 from hark.errors import ConflictError, NotFoundError, OptionError
 from hark.organisations.service import ensure_organisation
@@ -31,7 +34,7 @@ def check_role(role: str) -> str:
 
 
 def create_user(session: Session, *, email: str, organisation: str, role: str,
-                password: str | None, name: str | None = None) -> User:
+                password: str | None, actor: Actor, name: str | None = None) -> User:
     """A user with a membership; None for `password`: signs in only through SSO."""
     email = normal_email(email)
     check_role(role)
@@ -42,6 +45,8 @@ def create_user(session: Session, *, email: str, organisation: str, role: str,
     session.add(user)
     session.flush()
     set_role(session, user, organisation, role)
+    audit_log.record(session, actor, tenant_id=organisation, action=USER_CREATED,
+                 target_type="user", target_id=user.id, details={"role": role})
     return user
 
 
@@ -57,11 +62,18 @@ def find_user(session: Session, email_or_id: str) -> User:
     return user
 
 
-def set_role(session: Session, user: User, organisation: str, role: str) -> Membership:
-    """Make `user` a member of `organisation` with `role` (or change the role)."""
+def set_role(session: Session, user: User, organisation: str, role: str,
+             actor: Actor | None = None) -> Membership:
+    """Make `user` a member of `organisation` with `role` (or change the role); with an
+    `actor`, a change is audited."""
     check_role(role)
     ensure_organisation(session, organisation)
     membership = session.get(Membership, (user.id, organisation))
+    before = membership.role if membership else None
+    if actor is not None and before != role:
+        audit_log.record(session, actor, tenant_id=organisation, action=USER_ROLE_CHANGED,
+                     target_type="user", target_id=user.id,
+                     details={"from": before, "to": role})
     if membership is None:
         membership = Membership(user_id=user.id, organisation_id=organisation, role=role)
         session.add(membership)
@@ -91,10 +103,14 @@ def list_users(session: Session, organisation: str | None = None) -> list[tuple[
     return [(user, f"{org}:{role}") for user, role, org in session.execute(query)]
 
 
-def disable(session: Session, user: User) -> None:
+def disable(session: Session, user: User, *, actor: Actor) -> None:
     """The user can no longer sign in; their sign-ins end."""
     from hark.accounts.tokens import revoke_all
 
+    if user.disabled_at is None:
+        for membership in memberships(session, user.id):
+            audit_log.record(session, actor, tenant_id=membership.organisation_id,
+                         action=USER_DISABLED, target_type="user", target_id=user.id)
     user.disabled_at = user.disabled_at or utcnow()
     revoke_all(session, user.id)
     session.flush()

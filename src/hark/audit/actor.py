@@ -1,5 +1,5 @@
-"""Who acts, as an audit event names them: an API key, an anonymous local caller, a
-signed media link, or the `hark` command.
+"""Who acts, as an audit event names them: an API key, a signed-in user, an anonymous
+local caller, a signed media link, or the `hark` command.
 
 Over HTTP the actor also carries where the request came from and its request id.
 Both are the request's, not the caller's, so they are read from the context of the
@@ -25,6 +25,7 @@ _client_address: ContextVar[str | None] = ContextVar("hark_client_address", defa
 class Actor:
     kind: ActorKind
     api_key_id: str | None = None
+    user_id: str | None = None
     client_address: str | None = None
     request_id: str | None = None
 
@@ -40,8 +41,15 @@ def current_client_address() -> str | None:
 
 def request_actor(principal: Principal) -> Actor:
     """The caller of the request being handled, as `principal` authenticated them."""
-    return Actor(kind="key" if principal.api_key_id is not None else "anonymous",
-                 api_key_id=principal.api_key_id, client_address=current_client_address(),
+    kind: ActorKind = "key" if principal.api_key_id is not None else \
+        "user" if principal.user_id is not None else "anonymous"
+    return Actor(kind=kind, api_key_id=principal.api_key_id, user_id=principal.user_id,
+                 client_address=current_client_address(), request_id=current_request_id())
+
+
+def user_actor(user_id: str) -> Actor:
+    """A user acting over HTTP before they hold a token (signing in)."""
+    return Actor(kind="user", user_id=user_id, client_address=current_client_address(),
                  request_id=current_request_id())
 
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column
 from hark.db.base import Base, IdMixin, utcnow
 from hark.db.types import UTCDateTime
 
-# Who acted: a request with an API key, an anonymous request from this machine, a
-# signed media link (made with some key), or the `hark` command on the server.
-ActorKind = Literal["key", "anonymous", "link", "cli"]
+# Who acted: a request with an API key, a signed-in user, an anonymous request from
+# this machine, a signed media link (made with some key), or the `hark` command.
+ActorKind = Literal["key", "user", "anonymous", "link", "cli"]
 ACTOR_KINDS: tuple[str, ...] = get_args(ActorKind)
 
 KEY_CREATED = "key.created"
@@ -35,12 +35,19 @@ MEDIA_DOWNLOADED = "media.downloaded"
 SPEAKER_ENROLLED = "speaker.enrolled"
 SPEAKER_SAMPLES_ADDED = "speaker.samples_added"
 SPEAKER_DELETED = "speaker.deleted"
+SIGNED_IN = "auth.signed_in"
+USER_CREATED = "user.created"
+USER_ROLE_CHANGED = "user.role_changed"
+USER_DISABLED = "user.disabled"
+QUOTAS_CHANGED = "organisation.quotas_changed"
+RETENTION_CHANGED = "organisation.retention_changed"
 ACTIONS: tuple[str, ...] = (
     KEY_CREATED, KEY_REVOKED, KEY_RATE_CHANGED, JOB_CREATED, JOB_CANCELED, JOB_PURGED,
     RESULT_DOWNLOADED, MEDIA_DOWNLOADED, SPEAKER_ENROLLED, SPEAKER_SAMPLES_ADDED,
-    SPEAKER_DELETED)
+    SPEAKER_DELETED, SIGNED_IN, USER_CREATED, USER_ROLE_CHANGED, USER_DISABLED,
+    QUOTAS_CHANGED, RETENTION_CHANGED)
 
-TargetType = Literal["key", "job", "speaker"]
+TargetType = Literal["key", "job", "speaker", "user", "organisation"]
 
 
 class AuditEvent(IdMixin, Base):
@@ -59,6 +66,8 @@ class AuditEvent(IdMixin, Base):
     actor_kind: Mapped[str] = mapped_column(String(16))
     # The API key that acted (None: anonymous, or the command line).
     actor_key_id: Mapped[str | None] = mapped_column(String(36))
+    # The signed-in user who acted (actor kind `user`).
+    actor_user_id: Mapped[str | None] = mapped_column(String(36))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(64))

@@ -55,7 +55,8 @@ class AuditRepository:
         """
         result = cast("CursorResult[Any]", self.session.execute(
             update(AuditEvent).where(AuditEvent.tenant_id == tenant_id).values(
-                tenant_id=replacement_tenant_id, actor_key_id=None, client_address=None,
+                tenant_id=replacement_tenant_id, actor_key_id=None, actor_user_id=None,
+                client_address=None,
                 request_id=None, details={})))
         return int(result.rowcount or 0)
 
@@ -67,8 +68,9 @@ def _filtered(query: Select[tuple[AuditEvent]], where: EventFilter) -> Select[tu
         query = query.where(AuditEvent.action == where.action)
     if where.actor_kind is not None:
         query = query.where(AuditEvent.actor_kind == where.actor_kind)
-    if where.actor_key_id is not None:
-        query = query.where(AuditEvent.actor_key_id == where.actor_key_id)
+    if where.actor_key_id is not None:  # a key's id, or a user's
+        query = query.where(or_(AuditEvent.actor_key_id == where.actor_key_id,
+                                AuditEvent.actor_user_id == where.actor_key_id))
     if where.target_id is not None:
         query = query.where(AuditEvent.target_id == where.target_id)
     if where.since is not None:

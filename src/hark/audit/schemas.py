@@ -18,13 +18,15 @@ class AuditEventOut(BaseModel):
     id: str
     tenant_id: str = Field(description="The organisation whose key, job or voice it was.")
     created_at: datetime
-    actor_kind: str = Field(description="key, anonymous (a local caller without a key), "
-                                        "link (a signed media link) or cli (the `hark` "
-                                        "command on the server).")
+    actor_kind: str = Field(description="key, user (signed in), anonymous (a local "
+                                        "caller without a key), link (a signed media "
+                                        "link) or cli (the `hark` command on the server).")
     actor_key_id: str | None = Field(description="The API key that acted (for a link: "
                                                   "the key that made it).")
+    actor_user_id: str | None = Field(default=None, description="The signed-in user who "
+                                                                 "acted.")
     action: str = Field(description="Such as job.created, key.revoked, media.downloaded.")
-    target_type: str = Field(description="key, job or speaker.")
+    target_type: str = Field(description="key, job, speaker, user or organisation.")
     target_id: str
     client_address: str | None = Field(description="The caller's address, over HTTP.")
     request_id: str | None = Field(description="The request's X-Request-ID, over HTTP.")

@@ -36,6 +36,7 @@ def record(session: Session, actor: Actor, *, tenant_id: str, action: str,
     assert action in ACTIONS, action
     return AuditRepository(session).add(AuditEvent(
         tenant_id=tenant_id, actor_kind=actor.kind, actor_key_id=actor.api_key_id,
+        actor_user_id=actor.user_id,
         action=action, target_type=target_type, target_id=target_id,
         client_address=actor.client_address, request_id=actor.request_id,
         details=dict(details or {})))

@@ -73,6 +73,7 @@ def list_command(
 
 
 def _columns(event: AuditEvent) -> tuple[str, ...]:
-    who = f"{event.actor_kind}:{event.actor_key_id}" if event.actor_key_id else event.actor_kind
+    acted = event.actor_key_id or event.actor_user_id
+    who = f"{event.actor_kind}:{acted}" if acted else event.actor_kind
     return (event.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"), event.tenant_id, event.action,
             f"{event.target_type}:{event.target_id}", who, event.client_address or "-")

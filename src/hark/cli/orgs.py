@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hark.audit.actor import COMMAND_LINE
 from hark.cli.base import HarkTyper
 from hark.cli.console import fail
 from hark.config import get_settings
@@ -114,7 +115,7 @@ def quota(
             if given:
                 changes[field] = number
         with _database() as db, db.session(write=True) as session:
-            shown = _shown(set_quotas(session, organisation, changes))
+            shown = _shown(set_quotas(session, organisation, changes, actor=COMMAND_LINE))
     except HarkError as exc:
         fail(exc)
     typer.echo(json.dumps(shown))
@@ -151,8 +152,8 @@ def retention(
     try:
         media, results = _days(media_days, "media-days"), _days(results_days, "results-days")
         with _database() as db, db.session(write=True) as session:
-            shown = _shown(set_retention(session, organisation, media_days=media,
-                                         results_days=results))
+            shown = _shown(set_retention(session, organisation, actor=COMMAND_LINE,
+                                         media_days=media, results_days=results))
     except HarkError as exc:
         fail(exc)
     typer.echo(json.dumps(shown))

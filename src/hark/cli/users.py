@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from hark.audit.actor import COMMAND_LINE
 from hark.cli.base import HarkTyper
 from hark.cli.console import err, fail
 from hark.config import get_settings
@@ -45,6 +46,7 @@ def create(
             raise OptionError("no password on standard input", field="password")
         with _database() as db, db.session(write=True) as session:
             user = create_user(session, email=email, organisation=org, role=role,
+                               actor=COMMAND_LINE,
                                password=password, name=name)
             shown = {"id": user.id, "email": user.email, "organisation": org, "role": role}
     except HarkError as exc:
@@ -83,7 +85,7 @@ def role_command(
     try:
         with _database() as db, db.session(write=True) as session:
             user = find_user(session, email)
-            set_role(session, user, org, role)
+            set_role(session, user, org, role, actor=COMMAND_LINE)
             shown = f"{user.email}\t{org}:{role}"
     except HarkError as exc:
         fail(exc)
@@ -99,7 +101,7 @@ def disable_command(email: Annotated[str, typer.Argument(help="Their e-mail addr
     try:
         with _database() as db, db.session(write=True) as session:
             user = find_user(session, email)
-            disable(session, user)
+            disable(session, user, actor=COMMAND_LINE)
             shown = user.email
     except HarkError as exc:
         fail(exc)

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hark.audit import service as audit_log
+from hark.audit.actor import Actor
+from hark.audit.models import QUOTAS_CHANGED, RETENTION_CHANGED
 from hark.errors import ConcurrencyQuotaError, NotFoundError, OptionError, QuotaExceededError
 from hark.organisations.models import Organisation
 
@@ -29,7 +32,8 @@ def list_organisations(session: Session) -> list[Organisation]:
     return list(session.scalars(select(Organisation).order_by(Organisation.id)))
 
 
-def set_quotas(session: Session, tenant_id: str, changes: dict[str, float | None]) -> Organisation:
+def set_quotas(session: Session, tenant_id: str, changes: dict[str, float | None], *,
+               actor: Actor) -> Organisation:
     """Set (a number) or clear (None) the named quotas of an existing organisation."""
     organisation = session.get(Organisation, tenant_id)
     if organisation is None:
@@ -41,12 +45,14 @@ def set_quotas(session: Session, tenant_id: str, changes: dict[str, float | None
             raise OptionError(f"{name} cannot be negative", field=name)
         number = value if value is None or name == "audio_seconds_per_month" else int(value)
         setattr(organisation, f"quota_{name}", number)
+    audit_log.record(session, actor, tenant_id=tenant_id, action=QUOTAS_CHANGED,
+                     target_type="organisation", target_id=tenant_id, details=dict(changes))
     session.flush()
     return organisation
 
 
 def set_retention(session: Session, tenant_id: str, *, media_days: int | bool | None = False,
-                  results_days: int | bool | None = False) -> Organisation:
+                  results_days: int | bool | None = False, actor: Actor) -> Organisation:
     """Set a policy (days), keep for ever (None), or leave one as it is (False)."""
     organisation = session.get(Organisation, tenant_id)
     if organisation is None:
@@ -57,6 +63,10 @@ def set_retention(session: Session, tenant_id: str, *, media_days: int | bool | 
         if days is not None and (isinstance(days, bool) or days < 1):
             raise OptionError(f"{name} is at least 1 (or keep)", field=name)
         setattr(organisation, f"retention_{name}", days)
+    audit_log.record(session, actor, tenant_id=tenant_id, action=RETENTION_CHANGED,
+                     target_type="organisation", target_id=tenant_id,
+                     details={"media_days": organisation.retention_media_days,
+                              "results_days": organisation.retention_results_days})
     session.flush()
     return organisation
 

@@ -25,6 +25,7 @@ def upgrade() -> None:
                   nullable=False),
         sa.Column("actor_kind", sa.String(16), nullable=False),
         sa.Column("actor_key_id", sa.String(36), nullable=True),
+        sa.Column("actor_user_id", sa.String(36), nullable=True),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("target_type", sa.String(32), nullable=False),
         sa.Column("target_id", sa.String(64), nullable=False),
