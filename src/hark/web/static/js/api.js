@@ -16,6 +16,83 @@ export function setKey(value) {
   else localStorage.removeItem(KEY_NAME);
 }
 
+// A signed-in person: the access token lives in memory only; the refresh token is an
+// HttpOnly cookie the page never sees, which renews the access token before it expires
+// and after a reload.
+let account = null;
+let renewal = null;
+
+export function signedIn() {
+  return account;
+}
+
+// What requests authenticate with: the signed-in person, else a saved API key.
+export function credential() {
+  return account ? account.access_token : getKey();
+}
+
+// Who is calling, steady across token renewals (a socket is kept while it holds).
+export function identity() {
+  return account ? `user:${account.user.id}` : getKey();
+}
+
+function adopt(body) {
+  account = body;
+  clearTimeout(renewal);
+  renewal = setTimeout(resume, Math.max(5, body.expires_in - 60) * 1000);
+}
+
+async function postAuth(path, json) {
+  let response;
+  try {
+    response = await fetch(`/api/v1/auth/${path}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(json),
+    });
+  } catch {
+    throw errorFromBody(0, "", null);
+  }
+  if (!response.ok) {
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    throw errorFromBody(response.status, response.statusText, body);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+export async function signIn(email, password) {
+  adopt(await postAuth("login", { email, password, cookie: true }));
+  return account;
+}
+
+// Back to the sign-in the cookie holds, if there is one; whether there was.
+export async function resume() {
+  try {
+    adopt(await postAuth("refresh", { cookie: true }));
+    return true;
+  } catch {
+    account = null;
+    clearTimeout(renewal);
+    return false;
+  }
+}
+
+export async function signOut() {
+  try {
+    await postAuth("logout", {});
+  } finally {
+    account = null;
+    clearTimeout(renewal);
+  }
+}
+
+export async function resetPassword(token, newPassword) {
+  await postAuth("reset", { token, new_password: newPassword });
+}
+
 export class ApiError extends Error {
   constructor(status, message, code, details) {
     super(message);
@@ -33,7 +110,7 @@ export class ApiError extends Error {
 
 function authHeaders(extra) {
   const headers = new Headers(extra || {});
-  const key = getKey();
+  const key = credential();
   if (key) headers.set("Authorization", `Bearer ${key}`);
   return headers;
 }
@@ -50,7 +127,19 @@ export function errorFromBody(status, statusText, body) {
   return new ApiError(status, message, status === 0 ? "NETWORK" : `HTTP_${status}`, {});
 }
 
-export async function request(path, { method = "GET", json, signal } = {}) {
+export async function request(path, options = {}) {
+  try {
+    return await send(path, options);
+  } catch (error) {
+    // An access token that expired in a sleeping tab: renew it once and try again.
+    if (error instanceof ApiError && error.status === 401 && account && await resume()) {
+      return send(path, options);
+    }
+    throw error;
+  }
+}
+
+async function send(path, { method = "GET", json, signal } = {}) {
   const init = { method, headers: authHeaders(), signal };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
@@ -88,7 +177,7 @@ export function uploadFile(file, fields, onProgress) {
     form.append("file", file, file.name);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/v1/jobs/upload");
-    const key = getKey();
+    const key = credential();
     if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (event) => {
@@ -139,7 +228,7 @@ function liveSocket(path, { onEvent, onRefused, onDown }) {
   const open = () => {
     const url = new URL(path, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    const key = getKey();
+    const key = credential();
     if (key) url.searchParams.set("api_key", key);
     socket = new WebSocket(url);
     socket.addEventListener("message", (message) => {
@@ -194,7 +283,7 @@ export class TenantFeed {
   }
 
   listen() {
-    const key = getKey();
+    const key = identity();
     if (this.socket && this.key === key) return this.ready;
     if (this.socket) this.socket.close();
     let settle;

@@ -1,7 +1,7 @@
 // The Live card: the microphone streamed to WS /api/v1/live as 16-bit PCM; partial
 // words shown greyed as they are heard, final phrases solid.
 
-import { getKey } from "./api.js";
+import { credential } from "./api.js";
 import { announce, showError } from "./util.js";
 
 const RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
@@ -46,7 +46,7 @@ export class Live {
     const language = document.getElementById("opt-language").value.trim();
     if (language) url.searchParams.set("language", language);
     if (document.getElementById("live-save").checked) url.searchParams.set("save", "true");
-    const key = getKey();
+    const key = credential();
     if (key) url.searchParams.set("api_key", key);
     const socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";

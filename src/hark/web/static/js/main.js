@@ -2,7 +2,9 @@
 // (#/jobs/<id>, optionally ?segment=<id>&t=<seconds>), so a reload or a shared link
 // comes back to the same place.
 
-import { ApiError, getJson, getKey, setKey } from "./api.js";
+import {
+  ApiError, getJson, getKey, resetPassword, resume, setKey, signIn, signOut, signedIn,
+} from "./api.js";
 import { Jobs } from "./jobs.js";
 import { Live } from "./live.js";
 import { Reader } from "./reader.js";
@@ -32,6 +34,8 @@ let routing = 0;
 
 async function route() {
   const turn = ++routing;
+  const reset = /^#\/reset\/([\w-]+)$/.exec(location.hash);
+  showReset(reset ? reset[1] : null);
   const match = /^#\/jobs\/([^?]+)(?:\?(.*))?$/.exec(location.hash);
   if (!match) {
     reader.close();
@@ -54,24 +58,47 @@ async function route() {
 
 function showKeyState() {
   document.getElementById("key-state").textContent = getKey() ? "saved" : "not set";
+  const account = signedIn();
+  document.getElementById("signin-state").textContent =
+    account ? account.user.email : "signed out";
+  document.getElementById("signin-form").hidden = Boolean(account);
+  document.getElementById("signed-in").hidden = !account;
+  if (account) {
+    document.getElementById("signin-who").textContent = account.user.email;
+    document.getElementById("signin-role").textContent = account.role;
+    document.getElementById("signin-org").textContent = account.organisation;
+  }
+}
+
+let resetToken = null;
+
+function showReset(token) {
+  resetToken = token;
+  document.getElementById("reset-form").hidden = !token;
+  if (token) {
+    document.getElementById("signin-panel").open = true;
+    document.getElementById("reset-password").focus();
+  }
 }
 
 async function start() {
+  if (!signedIn()) await resume(); // a sign-in kept by the refresh cookie
   showKeyState();
   try {
     await jobs.load();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      const panel = document.getElementById("key-panel");
-      panel.open = true;
-      showError(getKey() ? `${error.message}: enter another API key above.`
-        : "This server needs an API key: enter it above.");
-      document.getElementById("api-key").focus();
+      document.getElementById("signin-panel").open = true;
+      showError(signedIn() || getKey() ? `${error.message}: sign in again.`
+        : "This server needs you to sign in (or an API key, below).");
+      document.getElementById("signin-email").focus();
+      route();
       return;
     }
     showError(error);
     return;
   }
+  hideError();
   route();
   loadModels();
 }
@@ -106,6 +133,47 @@ document.getElementById("key-forget").addEventListener("click", () => {
   setKey("");
   showKeyState();
   announce("API key removed from this browser");
+});
+document.getElementById("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const email = document.getElementById("signin-email");
+  const password = document.getElementById("signin-password");
+  try {
+    await signIn(email.value.trim(), password.value);
+  } catch (error) {
+    showError(error);
+    return;
+  } finally {
+    password.value = "";
+  }
+  document.getElementById("signin-panel").open = false;
+  announce(`Signed in as ${signedIn().user.email}`);
+  await start();
+});
+document.getElementById("signout").addEventListener("click", async () => {
+  try {
+    await signOut();
+  } catch (error) {
+    showError(error);
+  }
+  showKeyState();
+  announce("Signed out");
+  await start();
+});
+document.getElementById("reset-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const password = document.getElementById("reset-password");
+  try {
+    await resetPassword(resetToken, password.value);
+  } catch (error) {
+    showError(error);
+    return;
+  } finally {
+    password.value = "";
+  }
+  announce("Password set: sign in with it");
+  go(null);
+  document.getElementById("signin-email").focus();
 });
 window.addEventListener("hashchange", route);
 start();
