@@ -52,6 +52,8 @@ def page(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Iterator
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(server.url("/"))
+        page.wait_for_selector("#alert:not([hidden])")  # asked to sign in
+        page.click("#key-panel summary")
         page.fill("#api-key", key)
         page.click("#key-form button[type=submit]")
         try:

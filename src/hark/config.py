@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     refresh_token_days: float = Field(default=14.0, gt=0)
     login_rate_limit: str = "5/minute;30/hour"
     login_address_rate_limit: str = "30/minute"
+    # Single sign-on (OpenID Connect): the provider, this server's client there, and
+    # where people who sign in the first time land, with which role.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_organisation: str = "local"
+    oidc_default_role: str = "member"
     # Requests one API key may make, in `limits`' notation ("600/minute",
     # "10/second;1000/hour"); "" turns limiting off. A key's own rate overrides it.
     rate_limit: str = "600/minute"

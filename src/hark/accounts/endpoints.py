@@ -10,11 +10,13 @@ tokens in the body instead.
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
-from hark.accounts import passwords, service, tokens
+from hark.accounts import oidc, passwords, service, tokens
 from hark.accounts.models import User
 from hark.accounts.policy import outranks_or_equals
 from hark.accounts.schemas import (
@@ -56,13 +58,19 @@ def _user_out(user: User) -> UserOut:
 def _tokens(issued: tokens.Issued, user: User, response: Response, request: Request,
             state: ServiceState, cookie: bool) -> TokensOut:
     if cookie:
-        response.set_cookie(COOKIE, issued.refresh_token, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path=COOKIE_PATH,
-                            max_age=int(state.settings.refresh_token_days * 86400))
+        _keep_refresh(response, issued.refresh_token, request, state)
     return TokensOut(access_token=issued.access_token, expires_in=issued.expires_in,
                      refresh_token=None if cookie else issued.refresh_token,
                      user=_user_out(user), organisation=issued.claims.organisation,
                      role=issued.claims.role)
+
+
+def _keep_refresh(response: Response, raw: str, request: Request, state: ServiceState) -> None:
+    """The refresh token as the page keeps it: out of script's reach, sent back only to
+    the sign-in routes, and only from this site."""
+    response.set_cookie(COOKIE, raw, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path=COOKIE_PATH,
+                        max_age=int(state.settings.refresh_token_days * 86400))
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
@@ -195,6 +203,77 @@ def reset_password(body: ResetIn, state: State) -> Response:
         user = tokens.use_reset_link(session, body.token)
         service.change_password(session, user, body.new_password)
     return Response(status_code=204)
+
+
+# --- single sign-on ---------------------------------------------------------------------
+
+OIDC_COOKIE = "hark_oidc"
+OIDC_PATH = "/api/v1/auth/oidc"
+
+
+@router.get("/auth/providers", summary="How people can sign in here")
+def providers(state: State) -> dict[str, Any]:
+    configured = oidc.provider(state.settings)
+    return {"password": True,
+            "oidc": {"start": f"{OIDC_PATH}/start"} if configured else None}
+
+
+def _callback_url(request: Request, state: ServiceState) -> str:
+    base = state.settings.public_url or str(request.base_url)
+    return f"{base.rstrip('/')}{OIDC_PATH}/callback"
+
+
+@router.get("/auth/oidc/start", status_code=302, summary="Sign in with the SSO provider")
+def oidc_start(request: Request, state: State) -> Response:
+    configured = oidc.provider(state.settings)
+    if configured is None:
+        raise NotFoundError("single sign-on is not configured here (HARK_OIDC_ISSUER)")
+    flow = oidc.Flow.new()
+    response = RedirectResponse(configured.authorize_url(_callback_url(request, state), flow),
+                                status_code=302)
+    # Lax: the provider sends the browser back with a top-level GET from its own site.
+    response.set_cookie(OIDC_COOKIE, oidc.seal(flow, tokens.signing_secret(state.settings)),
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https",
+                        path=OIDC_PATH, max_age=oidc.FLOW_SECONDS)
+    return response
+
+
+@router.get("/auth/oidc/callback", status_code=302, summary="Where the SSO provider returns")
+def oidc_callback(request: Request, state: State, code: str | None = None,
+                  returned_state: Annotated[str | None, Query(alias="state")] = None,
+                  error: str | None = None) -> Response:
+    configured = oidc.provider(state.settings)
+    if configured is None:
+        raise NotFoundError("single sign-on is not configured here (HARK_OIDC_ISSUER)")
+    flow = oidc.unseal(request.cookies.get(OIDC_COOKIE), tokens.signing_secret(state.settings))
+    if error is not None or not code:
+        raise AuthenticationError(f"the sign-in provider said no ({(error or 'no code')[:80]})",
+                                  reason="oidc_denied")
+    if not secrets.compare_digest(returned_state or "", flow.state):
+        raise AuthenticationError("the provider's answer is not for this browser's sign-in",
+                                  reason="oidc_bad_state")
+    identity = configured.identity(code[:2048], _callback_url(request, state), flow)
+    agent, address = _client(request)
+    organisation = state.settings.oidc_organisation
+    with state.db.session(write=True) as session:
+        user = service.user_by_email(session, identity.email)
+        if user is None:
+            user = service.create_user(session, email=identity.email, organisation=organisation,
+                                       role=state.settings.oidc_default_role, password=None,
+                                       name=identity.name,
+                                       actor=request_actor(Principal(organisation, None)))
+        elif not any(m.organisation_id == organisation
+                     for m in service.memberships(session, user.id)):
+            service.set_role(session, user, organisation, state.settings.oidc_default_role)
+        issued = tokens.sign_in(session, state.settings, user, organisation,
+                                user_agent=agent, address=address)
+        audit_log.record(session, user_actor(user.id), tenant_id=organisation,
+                         action=SIGNED_IN, target_type="user", target_id=user.id,
+                         details={"session": issued.claims.session_id, "via": "oidc"})
+    response = RedirectResponse("/", status_code=302)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
+    _keep_refresh(response, issued.refresh_token, request, state)
+    return response
 
 
 # --- the organisation's people (admins) -------------------------------------------------

@@ -81,6 +81,17 @@ function showReset(token) {
   }
 }
 
+// Offer single sign-on where the server has a provider.
+async function showProviders() {
+  try {
+    const answer = await fetch("/api/v1/auth/providers");
+    const body = answer.ok ? await answer.json() : {};
+    document.getElementById("signin-sso").hidden = !body.oidc;
+  } catch {
+    // Without the list, the password form is still there.
+  }
+}
+
 async function start() {
   if (!signedIn()) await resume(); // a sign-in kept by the refresh cookie
   showKeyState();
@@ -176,4 +187,5 @@ document.getElementById("reset-form").addEventListener("submit", async (event) =
   document.getElementById("signin-email").focus();
 });
 window.addEventListener("hashchange", route);
+showProviders();
 start();
