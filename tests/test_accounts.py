@@ -277,3 +277,33 @@ def test_sign_ins_and_changes_to_people_are_audited(svc: Service, people: dict[s
     assert all(kind == "user" and tenant == "acme" for _, kind, tenant, _, _ in seen)
     assert seen[0][3] == admin_id and seen[1][3] == made["user"]["id"]
     assert seen[2][4] == {"from": "viewer", "to": "member"}
+
+
+def test_members_change_only_the_jobs_they_submitted(svc: Service, people: dict[str, str]
+                                                     ) -> None:
+    from tests.support.service import speech_wav
+
+    add_user(svc, "colleague@acme.test", "member")
+    colleague = bearer(tokens_of(svc, "colleague@acme.test")["access_token"])
+    mine = bearer(people["member"])
+
+    def submit(headers: dict[str, str]) -> str:
+        answer = svc.client.post(f"{JOBS}/upload", headers=headers,
+                                 files={"file": ("talk.wav", speech_wav(2), "audio/wav")})
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["id"])
+
+    job = submit(mine)
+    # The organisation's jobs are seen by all its members, changed by their submitter.
+    assert svc.client.get(f"{JOBS}/{job}", headers=colleague).status_code == 200
+    assert_error(svc.client.delete(f"{JOBS}/{job}", headers=colleague), 403,
+                 "ROLE_NOT_ALLOWED")
+    assert_error(svc.client.post(f"{JOBS}/{job}/retry", headers=colleague), 403,
+                 "ROLE_NOT_ALLOWED")
+    assert svc.client.get(f"{JOBS}/{job}", headers=mine).json()["status"] == "queued"
+    assert svc.client.delete(f"{JOBS}/{job}", headers=mine).json()["status"] == "canceled"
+    # An admin changes anyone's.
+    other = submit(colleague)
+    purged = svc.client.delete(f"{JOBS}/{other}", params={"purge": "true"},
+                               headers=bearer(people["admin"]))
+    assert purged.status_code == 200 and purged.json()["purged"] is True

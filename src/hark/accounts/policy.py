@@ -2,8 +2,9 @@
 place for every route (authentication calls it), so a new route cannot skip it.
 
     viewer   reads: jobs, results, transcripts, speakers, search, usage, events
-    member   also creates and changes: jobs, uploads, edits, speakers, live streams
-    admin    also manages the organisation's people (/api/v1/users)
+    member   also creates: jobs, uploads, speakers, live streams; and changes the jobs
+             they submitted (cancel, delete, retry, transcript edits)
+    admin    also changes anyone's jobs, and manages the organisation's people
     owner    everything, and the only role that can make owners
 
 API keys are not people: a key keeps the whole of its tenant's access, as before
@@ -43,6 +44,14 @@ def check(principal: Principal, method: str, path: str) -> None:
         raise RoleNotAllowedError(
             f"this needs the {needed} role or higher in the organisation; yours is "
             f"{principal.role}", role=principal.role, needed=needed)
+
+
+def check_manages(principal: Principal, submitted_by: str | None) -> None:
+    """A member changes (cancels, deletes, retries, edits) only the jobs they submitted;
+    admins and owners, any of the organisation's."""
+    if principal.role == "member" and submitted_by != principal.user_id:
+        raise RoleNotAllowedError("a member changes only the jobs they submitted; this one "
+                                  "needs the admin role", role="member", needed="admin")
 
 
 def outranks_or_equals(role: str, other: str) -> bool:

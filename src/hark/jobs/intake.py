@@ -163,6 +163,7 @@ def _create(session: Session, state: ServiceState, principal: Principal, job_id:
     check_job_quotas(session, principal.tenant_id, duration=media.duration, size=media.size)
     job = service.create_job(
         session, tenant_id=principal.tenant_id, api_key_id=principal.api_key_id,
+        user_id=principal.user_id,
         options=checked.options, model=checked.model, media=media,
         max_queued=state.settings.max_queued_jobs, job_id=job_id)
     audit.record(session, request_actor(principal), tenant_id=principal.tenant_id,

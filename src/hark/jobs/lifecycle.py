@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hark.accounts import policy
 from hark.audit import service as audit
 from hark.audit.actor import request_actor
 from hark.audit.models import JOB_CANCELED, JOB_PURGED
@@ -34,6 +35,8 @@ def cancel(session: Session, state: ServiceState, principal: Principal, job_id: 
            purge: bool = False) -> Job:
     """Cancel a queued or running job (a running one stops at its next chunk); with
     `purge`, also delete its recording, results, edits and search index."""
+    policy.check_manages(principal, service.get_job(session, principal.tenant_id,
+                                                    job_id).user_id)
     job, changed = service.cancel_job(session, principal.tenant_id, job_id)
     actor = request_actor(principal)
     if changed:
@@ -63,6 +66,7 @@ def retry(session: Session, state: ServiceState, principal: Principal, job_id: s
     error is history).
     """
     job = service.get_job(session, principal.tenant_id, job_id)
+    policy.check_manages(principal, job.user_id)
     if job.status not in RETRYABLE:
         raise JobStateError(f"only a failed or canceled job can be retried; this one is "
                             f"{job.status}", status=job.status)

@@ -36,6 +36,9 @@ class Job(IdMixin, TenantMixin, TimestampMixin, Base):
     )
 
     api_key_id: Mapped[str | None] = mapped_column(String(36))
+    # The signed-in person who submitted it (None: a key, or anonymous use): members
+    # change only their own jobs.
+    user_id: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     queue: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)

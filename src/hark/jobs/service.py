@@ -54,6 +54,7 @@ class Claim:
 def create_job(
     session: Session, *, tenant_id: str, api_key_id: str | None, options: JobOptions,
     model: str, media: NewMedia, max_queued: int, job_id: str | None = None,
+    user_id: str | None = None,
 ) -> Job:
     repository = JobRepository(session)
     # Per tenant: one tenant's backlog never refuses another's job.
@@ -61,7 +62,8 @@ def create_job(
         raise QueueFullError(f"this tenant already has {max_queued} jobs waiting; retry "
                              "later", limit=max_queued)
     job = Job(
-        id=job_id or new_id(), tenant_id=tenant_id, api_key_id=api_key_id, status=QUEUED,
+        id=job_id or new_id(), tenant_id=tenant_id, api_key_id=api_key_id, user_id=user_id,
+        status=QUEUED,
         queue=size_class(model), priority=options.priority, options=options.stored(),
         filename=media.filename, source_url=media.source_url, media_key=media.key,
         media_bytes=media.size, duration=media.duration, model=model, progress=0.0,

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from hark.accounts import policy
 from hark.api.state import Principal
 from hark.db import Database
 from hark.errors import ConflictError, JobStateError, NotFoundError
@@ -173,6 +174,7 @@ def _commit(session: Session, storage: Storage, principal: Principal, job_id: st
             base_revision: int | None, kind: str,
             make: Callable[[Transcript, Transcript], Transcript]) -> tuple[Current, bool]:
     job = completed_job(session, principal.tenant_id, job_id)
+    policy.check_manages(principal, job.user_id)
     state = _locked_state(session, job)
     latest_row = _revision(session, job.id, None)
     latest = latest_row.revision if latest_row is not None else 0

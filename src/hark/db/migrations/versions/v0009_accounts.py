@@ -1,5 +1,5 @@
 """People: users, memberships with a role per organisation, refresh tokens of sign-ins
-and password-reset links.
+and password-reset links; the person who submitted each job.
 
 Revision ID: 0009
 Revises: 0008
@@ -84,9 +84,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_password_resets_token_hash")),
     )
     op.create_index(op.f("ix_password_resets_user_id"), "password_resets", ["user_id"])
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("user_id", sa.String(36), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("user_id")
     op.drop_table("password_resets")
     op.drop_table("refresh_tokens")
     op.drop_table("memberships")
