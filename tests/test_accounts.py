@@ -307,3 +307,26 @@ def test_members_change_only_the_jobs_they_submitted(svc: Service, people: dict[
     purged = svc.client.delete(f"{JOBS}/{other}", params={"purge": "true"},
                                headers=bearer(people["admin"]))
     assert purged.status_code == 200 and purged.json()["purged"] is True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_the_first_visitor_of_a_local_server_makes_the_owner(
+        tmp_path_factory: pytest.TempPathFactory, host: str) -> None:
+    from tests.support.service import serve, service_settings
+
+    settings = service_settings(tmp_path_factory.mktemp("setup"), host=host,
+                                allowed_hosts=["127.0.0.1"])
+    with serve(settings, workers=False) as fresh:
+        local = host == "127.0.0.1"
+        assert fresh.client.get(f"{API}/auth/providers").json()["setup"] is local
+        body = {"email": "me@home.test", "password": PASSWORD}
+        made = fresh.client.post(f"{API}/auth/setup", json=body)
+        if not local:  # a server others can reach: owners come from the command line
+            assert_error(made, 403, "FORBIDDEN")
+            return
+        assert made.status_code == 201, made.text
+        assert made.json()["role"] == "owner" and made.json()["organisation"] == "local"
+        assert "hark_refresh=" in made.headers["set-cookie"]
+        assert fresh.client.get(f"{API}/auth/providers").json()["setup"] is False
+        again = fresh.client.post(f"{API}/auth/setup", json={**body, "email": "x@home.test"})
+        assert assert_error(again, 409, "CONFLICT")["details"]["reason"] == "already_set_up"

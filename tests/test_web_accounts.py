@@ -32,7 +32,8 @@ def hark(data: Path, *args: str, stdin: str | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, HarkServer, Path]]:
+def site(tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[tuple[Any, HarkServer, Path, Any]]:
     if not CHROMIUM.is_file():
         reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
         if os.environ.get("HARK_REQUIRE_SERVICES") == "1":
@@ -54,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, HarkSe
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         try:
-            yield page, server, data
+            yield page, server, data, browser
         finally:
             browser.close()
         assert errors == []
@@ -70,9 +71,9 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.wait_for_selector(f"#signin-state:text('{email}')")
 
 
-def test_sign_in_upload_reload_and_sign_out(site: tuple[Any, HarkServer, Path],
+def test_sign_in_upload_reload_and_sign_out(site: tuple[Any, HarkServer, Path, Any],
                                            tmp_path: Path) -> None:
-    page, server, _ = site
+    page, server, _, _ = site
     page.goto(server.base_url + "/")
     page.wait_for_selector("#alert:not([hidden])")
     assert "sign in" in page.inner_text("#alert")
@@ -101,8 +102,8 @@ def test_sign_in_upload_reload_and_sign_out(site: tuple[Any, HarkServer, Path],
 
 
 def test_a_viewer_cannot_delete_and_a_reset_link_sets_a_password(
-        site: tuple[Any, HarkServer, Path]) -> None:
-    page, server, data = site
+        site: tuple[Any, HarkServer, Path, Any]) -> None:
+    page, server, data, _ = site
     page.goto(server.base_url + "/")
     sign_in(page, "viewer@acme.test")
     item = page.wait_for_selector("#jobs li.job")  # the member's upload: same organisation
@@ -134,3 +135,31 @@ def test_a_viewer_cannot_delete_and_a_reset_link_sets_a_password(
     wait_until(page, "() => document.getElementById('reset-form').hidden")
     sign_in(page, "viewer@acme.test", "my own new password")
     assert page.text_content("#signin-role") == "viewer"
+
+
+def test_the_first_visit_of_a_local_server_makes_the_owner(
+        site: tuple[Any, HarkServer, Path, Any], tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    browser = site[3]
+    root = tmp_path_factory.mktemp("web-first-visit")
+    with HarkServer(root / "data", root / "logs", workers=0) as server:
+        server.start()
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(server.base_url + "/")
+            # Nobody yet, no key: the page offers to make the owner's account.
+            page.wait_for_selector("#setup-form:not([hidden])")
+            assert page.is_visible("#setup-email")
+            page.fill("#setup-email", "me@home.test")
+            page.fill("#setup-password", PASSWORD)
+            page.click("#setup-form button[type=submit]")
+            page.wait_for_selector("#signin-state:text('me@home.test')")
+            assert page.text_content("#signin-role") == "owner"
+            page.wait_for_selector("#jobs-empty:not([hidden])")
+            page.reload()
+            page.wait_for_selector("#signin-state:text('me@home.test')")
+            assert page.is_hidden("#setup-form")
+        finally:
+            context.close()

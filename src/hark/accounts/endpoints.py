@@ -31,17 +31,25 @@ from hark.accounts.schemas import (
     ResetIn,
     ResetLinkOut,
     SessionOut,
+    SetupIn,
     TokensOut,
     UserOut,
 )
-from hark.api.auth import CurrentPrincipal
+from hark.api.auth import CurrentPrincipal, is_loopback
 from hark.api.openapi import ERRORS
 from hark.api.rate_limit import RequestRates
 from hark.api.state import ServiceState, State
 from hark.audit import service as audit_log
 from hark.audit.actor import request_actor, user_actor
 from hark.audit.models import SIGNED_IN
-from hark.errors import AuthenticationError, NotFoundError, RoleNotAllowedError
+from hark.db.base import DEFAULT_TENANT_ID
+from hark.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RoleNotAllowedError,
+)
 from hark.principal import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"], responses=ERRORS)
@@ -215,7 +223,36 @@ OIDC_PATH = "/api/v1/auth/oidc"
 def providers(state: State) -> dict[str, Any]:
     configured = oidc.provider(state.settings)
     return {"password": True,
-            "oidc": {"start": f"{OIDC_PATH}/start"} if configured else None}
+            "oidc": {"start": f"{OIDC_PATH}/start"} if configured else None,
+            "setup": _may_set_up(state)}
+
+
+def _may_set_up(state: ServiceState) -> bool:
+    """A server on loopback with nobody yet offers its first visitor the owner account."""
+    if not is_loopback(state.settings.host):
+        return False
+    with state.db.session() as session:
+        return not service.anyone(session)
+
+
+@router.post("/auth/setup", response_model=TokensOut, status_code=201,
+             summary="Make the first owner (a server on loopback with nobody yet)")
+def set_up(body: SetupIn, request: Request, response: Response, state: State) -> TokensOut:
+    if not is_loopback(state.settings.host):
+        raise PermissionDeniedError("the first owner is made here only on a server bound to "
+                                    "loopback; elsewhere use `hark users create … --role "
+                                    "owner`")
+    agent, address = _client(request)
+    with state.db.session(write=True) as session:
+        if not service.lock_first_owner(session):
+            raise ConflictError("this server already has people: sign in",
+                                reason="already_set_up")
+        user = service.create_user(session, email=body.email, organisation=DEFAULT_TENANT_ID,
+                                   role="owner", password=body.password, name=body.name,
+                                   actor=request_actor(Principal(DEFAULT_TENANT_ID, None)))
+        issued = tokens.sign_in(session, state.settings, user, DEFAULT_TENANT_ID,
+                                user_agent=agent, address=address)
+        return _tokens(issued, user, response, request, state, cookie=True)
 
 
 def _callback_url(request: Request, state: ServiceState) -> str:

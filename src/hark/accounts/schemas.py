@@ -19,6 +19,12 @@ class LoginIn(Strict):
     cookie: bool = False
 
 
+class SetupIn(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+    name: str | None = Field(default=None, max_length=200)
+
+
 class RefreshIn(Strict):
     refresh_token: str | None = Field(default=None, max_length=200)
     cookie: bool = False

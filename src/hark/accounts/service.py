@@ -50,6 +50,23 @@ def create_user(session: Session, *, email: str, organisation: str, role: str,
     return user
 
 
+def anyone(session: Session) -> bool:
+    """Whether the server has any user yet."""
+    return session.scalar(select(User.id).limit(1)) is not None
+
+
+def lock_first_owner(session: Session) -> bool:
+    """Hold the default organisation's row so that two first visitors cannot both make
+    an owner; whether nobody exists yet."""
+    from hark.db.base import DEFAULT_TENANT_ID
+    from hark.organisations.models import Organisation
+
+    ensure_organisation(session, DEFAULT_TENANT_ID)
+    session.scalar(select(Organisation).where(Organisation.id == DEFAULT_TENANT_ID)
+                   .with_for_update())
+    return not anyone(session)
+
+
 def user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(User.email == email.strip().lower()))
 

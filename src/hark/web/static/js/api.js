@@ -89,6 +89,12 @@ export async function signOut() {
   }
 }
 
+// The first owner of a server on loopback with nobody yet.
+export async function setUp(email, password) {
+  adopt(await postAuth("setup", { email, password }));
+  return account;
+}
+
 export async function resetPassword(token, newPassword) {
   await postAuth("reset", { token, new_password: newPassword });
 }

@@ -3,7 +3,7 @@
 // comes back to the same place.
 
 import {
-  ApiError, getJson, getKey, resetPassword, resume, setKey, signIn, signOut, signedIn,
+  ApiError, getJson, getKey, resetPassword, resume, setKey, setUp, signIn, signOut, signedIn,
 } from "./api.js";
 import { Jobs } from "./jobs.js";
 import { Live } from "./live.js";
@@ -87,6 +87,8 @@ async function showProviders() {
     const answer = await fetch("/api/v1/auth/providers");
     const body = answer.ok ? await answer.json() : {};
     document.getElementById("signin-sso").hidden = !body.oidc;
+    document.getElementById("setup-form").hidden = !body.setup;
+    if (body.setup) document.getElementById("signin-panel").open = true;
   } catch {
     // Without the list, the password form is still there.
   }
@@ -159,6 +161,22 @@ document.getElementById("signin-form").addEventListener("submit", async (event) 
   }
   document.getElementById("signin-panel").open = false;
   announce(`Signed in as ${signedIn().user.email}`);
+  await start();
+});
+document.getElementById("setup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const password = document.getElementById("setup-password");
+  try {
+    await setUp(document.getElementById("setup-email").value.trim(), password.value);
+  } catch (error) {
+    showError(error);
+    return;
+  } finally {
+    password.value = "";
+  }
+  document.getElementById("setup-form").hidden = true;
+  document.getElementById("signin-panel").open = false;
+  announce(`Owner account made; signed in as ${signedIn().user.email}`);
   await start();
 });
 document.getElementById("signout").addEventListener("click", async () => {
