@@ -51,15 +51,7 @@ async function postAuth(path, json) {
   } catch {
     throw errorFromBody(0, "", null);
   }
-  if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    throw errorFromBody(response.status, response.statusText, body);
-  }
+  if (!response.ok) throw await failure(response);
   return response.status === 204 ? null : response.json();
 }
 
@@ -121,6 +113,17 @@ function authHeaders(extra) {
   return headers;
 }
 
+// The ApiError of a response that is not ok, from its body when it has one.
+async function failure(response) {
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  return errorFromBody(response.status, response.statusText, body);
+}
+
 // The error envelope of /api/v1 ({error, error_code, details}) or OpenAI's shape.
 export function errorFromBody(status, statusText, body) {
   if (body && typeof body.error === "string") {
@@ -158,15 +161,7 @@ async function send(path, { method = "GET", json, signal } = {}) {
     if (error.name === "AbortError") throw error;
     throw errorFromBody(0, "", null);
   }
-  if (!response.ok) {
-    let body = null;
-    try {
-      body = await response.json();
-    } catch {
-      body = null;
-    }
-    throw errorFromBody(response.status, response.statusText, body);
-  }
+  if (!response.ok) throw await failure(response);
   return response;
 }
 
