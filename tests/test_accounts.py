@@ -15,9 +15,16 @@ from typer.testing import CliRunner
 from hark.accounts.service import create_user
 from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
-from hark.config import get_settings
 from tests.support.common import wait_for
-from tests.support.service import API, JOBS, Service, assert_error, bearer, service_fixture
+from tests.support.service import (
+    API,
+    JOBS,
+    Service,
+    assert_error,
+    bearer,
+    commands_on,
+    service_fixture,
+)
 
 svc = service_fixture("accounts", workers=False, allow_anonymous=False)
 runner = CliRunner()
@@ -222,10 +229,8 @@ def test_a_viewer_cannot_start_a_live_stream_but_a_member_can(svc: Service,
 
 @pytest.fixture
 def local_cli(svc: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HARK_DATA_DIR", str(svc.settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    with commands_on(svc, monkeypatch):
+        yield
 
 
 def test_the_users_command(svc: Service, local_cli: None) -> None:

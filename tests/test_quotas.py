@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from hark.audit.actor import COMMAND_LINE
 from hark.cli import app as cli
-from hark.config import get_settings
 from hark.organisations.service import set_quotas
 from tests.support.service import (
     API,
@@ -22,6 +21,7 @@ from tests.support.service import (
     Service,
     assert_error,
     bearer,
+    commands_on,
     service_fixture,
     speech_wav,
     tree,
@@ -100,10 +100,8 @@ def test_live_streams_follow_the_organisations_quota(svc: Service) -> None:
 
 @pytest.fixture
 def local_cli(svc: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("HARK_DATA_DIR", str(svc.settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    with commands_on(svc, monkeypatch):
+        yield
 
 
 def test_orgs_command(svc: Service, local_cli: None) -> None:

@@ -12,7 +12,15 @@ from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
 from hark.cli import app as cli
-from tests.support.service import API, JOBS, Service, assert_error, bearer, service_fixture
+from tests.support.service import (
+    API,
+    JOBS,
+    Service,
+    assert_error,
+    bearer,
+    commands_on,
+    service_fixture,
+)
 
 svc = service_fixture("rates", workers=False, rate_limit="5/minute")
 runner = CliRunner()
@@ -77,11 +85,7 @@ def test_a_socket_past_the_rate_is_closed_with_4429(svc: Service) -> None:
 def test_a_rate_that_is_not_one_is_refused_by_the_command(svc: Service, rate: str,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
-    monkeypatch.setenv("HARK_DATA_DIR", str(svc.settings.data_dir))
-    from hark.config import get_settings
-
-    get_settings.cache_clear()
-    try:
+    with commands_on(svc, monkeypatch):
         made = runner.invoke(cli, ["keys", "create", "--rate-limit", rate, "--json"])
         assert made.exit_code == 1 and "INVALID_OPTION" in made.output, made.output
         good = runner.invoke(cli, ["keys", "create", "--rate-limit", "30/minute", "--json"])
@@ -92,5 +96,3 @@ def test_a_rate_that_is_not_one_is_refused_by_the_command(svc: Service, rate: st
         assert changed.exit_code == 1 and "INVALID_OPTION" in changed.output
         reset = runner.invoke(cli, ["keys", "rate", created["id"]])
         assert reset.exit_code == 0 and "the server's rate" in reset.stdout
-    finally:
-        get_settings.cache_clear()

@@ -39,7 +39,7 @@ from starlette.testclient import WebSocketTestSession
 from hark.api.app import create_app
 from hark.api.state import ServiceState
 from hark.audit.actor import COMMAND_LINE
-from hark.config import Settings
+from hark.config import Settings, get_settings
 from hark.keys.service import create_key
 from hark.pipeline.audio import SAMPLE_RATE
 from tests.support.common import wait_for
@@ -282,3 +282,14 @@ def video_without_audio(frames: int = 10) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+@contextmanager
+def commands_on(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`hark` commands run in this process act on `service`'s data directory."""
+    monkeypatch.setenv("HARK_DATA_DIR", str(service.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()
