@@ -158,11 +158,8 @@ class LiveTranscriber:
             if change == "stopped":
                 events += self._end_utterance()
                 events.append(LiveEvent("speech_stopped", self.received / SAMPLE_RATE))
-        # A full buffer is decoded at once, however slow decodes have become: its words
-        # are committed and given out sooner, which keeps the audio held bounded.
-        full = self._buffered > self.live.max_buffer_seconds * SAMPLE_RATE
-        if self._tracker.in_speech and (full or self.received - self._decoded_at >=
-                                        self._decode_every * SAMPLE_RATE):
+        if self._tracker.in_speech and self.received - self._decoded_at >= \
+                self._decode_every * SAMPLE_RATE:
             started = time.perf_counter()
             events += self._advance()
             self._decode_every = max(self.live.decode_every, self.live.decode_cost_factor
