@@ -158,8 +158,11 @@ class LiveTranscriber:
             if change == "stopped":
                 events += self._end_utterance()
                 events.append(LiveEvent("speech_stopped", self.received / SAMPLE_RATE))
-        if self._tracker.in_speech and self.received - self._decoded_at >= \
-                self._decode_every * SAMPLE_RATE:
+        # A full buffer is decoded at once, however slow decodes have become: its words
+        # are then given out and their audio dropped, which keeps the audio held bounded.
+        full = self._buffered > self.live.max_buffer_seconds * SAMPLE_RATE
+        if self._tracker.in_speech and (full or self.received - self._decoded_at >=
+                                        self._decode_every * SAMPLE_RATE):
             started = time.perf_counter()
             events += self._advance()
             self._decode_every = max(self.live.decode_every, self.live.decode_cost_factor
@@ -272,17 +275,22 @@ class LiveTranscriber:
         return words
 
     def _new_words(self, words: list[Word]) -> list[Word]:
-        """The words of a decode that come after those already committed or given out.
+        """The words of a decode that come after those already committed or given out,
+        never starting before the last of those ends."""
+        known = self._spoken + self._committed
+        if not known:
+            return words
+        floor = known[-1].end
+        return [w if w.start >= floor else replace(w, start=floor, end=max(w.end, floor))
+                for w in self._after_known(words, known)]
 
-        The decode covers the committed words again, and its timings of them move a
-        little from decode to decode, so they are found by their text first."""
+    def _after_known(self, words: list[Word], known: list[Word]) -> list[Word]:
+        # The decode covers the committed words again, and its timings of them move a
+        # little from decode to decode, so they are found by their text first.
         if self._committed:
             after = _end_of_match(self._committed, words)
             if after is not None:
                 return words[after:]
-        known = self._spoken + self._committed
-        if not known:
-            return words
         fresh = [w for w in words if w.start >= known[-1].end - 0.1]
         # A word decoded again near the boundary appears at the end of one list and the
         # start of the other: drop the repeat (up to five words).
