@@ -32,6 +32,8 @@ PASSWORD = "correct horse battery"
 # Routes whose authority is a token of their own, not the caller's key or sign-in: an
 # upload slot's PUT carries the slot's token (given to whoever made the slot).
 OWN_AUTHORITY = {("PUT", "/api/v1/uploads/{upload_id}")}
+# The organisation's people, keys and audit log: admins and owners only.
+ADMIN_ROUTES = (f"{API}/users", f"{API}/keys", f"{API}/audit")
 
 
 def add_user(svc: Service, email: str, role: str, org: str = "acme",
@@ -198,10 +200,9 @@ def test_every_route_holds_to_each_roles_policy(svc: Service, people: dict[str, 
         for method in sorted(m.upper() for m in operations if m != "head"):
             if (method, route) in OWN_AUTHORITY:
                 continue
-            for role, forbidden in (
-                    ("viewer", method != "GET" or path.startswith(f"{API}/users")),
-                    ("member", path.startswith(f"{API}/users")),
-                    ("admin", False)):
+            admin_only = path.startswith(ADMIN_ROUTES)
+            for role, forbidden in (("viewer", method != "GET" or admin_only),
+                                    ("member", admin_only), ("admin", False)):
                 # Streamed: an allowed event stream would never end; a refusal is read.
                 with svc.client.stream(method, path, headers=bearer(people[role]),
                                        json={}) as answer:

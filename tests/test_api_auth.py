@@ -189,8 +189,11 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
     created = invoke("keys", "create", "--json", "--name", "ci robot", "--tenant", "gamma")
     assert created.exit_code == 0, created.output
     info = json.loads(created.stdout)
-    assert set(info) == {"id", "name", "tenant", "max_priority", "rate_limit", "key",
-                         "webhook_secret"}
+    assert set(info) == {"id", "name", "tenant", "user", "scopes", "max_priority",
+                         "rate_limit", "key", "webhook_secret"}
+    # Everything a key could do before scopes, but the organisation's admin routes.
+    assert info["scopes"] == ["jobs:read", "jobs:write", "live", "speakers:write"]
+    assert info["user"] is None  # the organisation's service account
     assert info["rate_limit"] is None  # the server's HARK_RATE_LIMIT
     assert info["name"] == "ci robot" and info["tenant"] == "gamma"
     assert info["max_priority"] == 0  # normal priority unless the key is given more
@@ -202,7 +205,7 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
     row = next(line for line in listed.stdout.splitlines() if line.startswith(info["id"]))
     fields = row.split("\t")
     assert fields[1] == key[:12] + "…" and fields[2] == "gamma" and fields[3] == "ci robot"
-    assert fields[-2:] == ["active", "default rate"]
+    assert fields[-3:] == ["active", "default rate", "jobs:read,jobs:write,live,speakers:write"]
     assert key not in listed.stdout  # shown once, at creation
 
     settings = service_settings(cli_env, allow_anonymous=False)
@@ -218,7 +221,24 @@ def test_keys_cli_against_a_server_on_the_same_data_dir(cli_env: Path) -> None:
 
     assert info["id"] not in invoke("keys", "list").stdout
     every = invoke("keys", "list", "--all")
-    assert any(line.startswith(info["id"]) and line.split("\t")[-2] == "revoked"
+    assert any(line.startswith(info["id"]) and line.split("\t")[-3] == "revoked"
                for line in every.stdout.splitlines())
     unknown = invoke("keys", "revoke", "hark_nothing-like-this")
     assert unknown.exit_code != 0
+
+
+def test_keys_cli_makes_a_persons_key_with_scopes(cli_env: Path) -> None:
+    made = runner.invoke(cli, ["users", "create", "ana@delta.test", "--org", "delta", "--role",
+                               "member", "--password-stdin"], input="correct horse battery\n")
+    assert made.exit_code == 0, made.output
+    created = invoke("keys", "create", "--json", "--user", "ana@delta.test",
+                     "--scopes", "jobs:read,live")
+    assert created.exit_code == 0, created.output
+    info = json.loads(created.stdout)
+    # The person's only organisation is the key's.
+    assert (info["tenant"], info["user"], info["scopes"]) == \
+        ("delta", "ana@delta.test", ["jobs:read", "live"])
+    bad = invoke("keys", "create", "--scopes", "jobs:read,everything")
+    assert bad.exit_code != 0 and "everything" in bad.output
+    stranger = invoke("keys", "create", "--user", "ana@delta.test", "--tenant", "epsilon")
+    assert stranger.exit_code != 0 and "not a member" in stranger.output

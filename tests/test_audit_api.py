@@ -1,6 +1,7 @@
-"""Reading the audit log: `GET /api/v1/audit` for operators only, each tenant's events
-apart, filters, paging with the cursor, bad filters refused, the JSON-lines export; and
-`hark audit list` on the local database. On SQLite and PostgreSQL."""
+"""Reading the audit log: `GET /api/v1/audit` for operators and each organisation's
+admins, each tenant's events apart, filters, paging with the cursor, bad filters
+refused, the JSON-lines export; and `hark audit list` on the local database. On SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def keys(svc: Service) -> dict[str, str]:
-    """A key of the operator tenant and of an ordinary one."""
-    return {"ops": svc.create_key(OPERATOR_TENANT), "alpha": svc.create_key("alpha")}
+    """Admin keys of the operator tenant and of an ordinary one, and an ordinary key."""
+    return {"ops": svc.create_key(OPERATOR_TENANT, scopes="admin jobs:read"),
+            "alpha-admin": svc.create_key("alpha", scopes="admin"),
+            "alpha": svc.create_key("alpha")}
 
 
 # --- reading: access -----------------------------------------------------------------------
@@ -52,11 +55,28 @@ def test_operators_see_their_own_tenant_and_others_on_request(
     assert "job.created" in {item["action"] for item in alpha}
 
 
-def test_callers_who_are_not_operators_are_refused(svc: Service, keys: dict[str, str]) -> None:
-    for headers in (bearer(keys["alpha"]), {}):  # a tenant's key; anonymous `local`
-        for params in ({}, {"tenant": "alpha"}, {"format": "jsonl"}):
-            assert_error(svc.client.get(AUDIT, params=params, headers=headers),
-                         403, "OPERATOR_ONLY")
+def test_an_organisations_admin_reads_its_own_log_only(svc: Service,
+                                                        keys: dict[str, str]) -> None:
+    svc.submit(sine_wav(0.5), "mine.wav", headers=bearer(keys["alpha"]))
+    admin = bearer(keys["alpha-admin"])
+    own = svc.client.get(AUDIT, params={"limit": 200}, headers=admin)
+    assert own.status_code == 200, own.text
+    items = own.json()["items"]
+    assert "job.created" in {i["action"] for i in items}
+    assert {i["tenant_id"] for i in items} == {"alpha"}
+    assert svc.client.get(AUDIT, params={"tenant": "alpha"}, headers=admin).status_code == 200
+    assert_error(svc.client.get(AUDIT, params={"tenant": OPERATOR_TENANT}, headers=admin),
+                 403, "OPERATOR_ONLY")
+
+
+def test_callers_who_are_neither_admins_nor_operators_are_refused(
+        svc: Service, keys: dict[str, str]) -> None:
+    for params in ({}, {"tenant": "alpha"}, {"format": "jsonl"}):
+        # A key without the admin scope; the anonymous local user of a server whose
+        # operators are another tenant.
+        assert_error(svc.client.get(AUDIT, params=params, headers=bearer(keys["alpha"])),
+                     403, "SCOPE_NOT_ALLOWED")
+        assert_error(svc.client.get(AUDIT, params=params), 403, "OPERATOR_ONLY")
 
 
 # --- reading: filters, paging, export ---------------------------------------------------------

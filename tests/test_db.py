@@ -205,7 +205,8 @@ def test_migrations_round_trip_down_and_up(empty_url: str) -> None:
     assert ensure_schema(empty_url) == head_revision()
 
 
-def test_every_tenant_in_use_becomes_an_organisation(empty_url: str) -> None:
+def test_every_tenant_in_use_becomes_an_organisation_and_keys_keep_their_access(
+        empty_url: str) -> None:
     upgrade(empty_url, "0006")
     engine = make_engine(empty_url)
     try:
@@ -220,12 +221,15 @@ def test_every_tenant_in_use_becomes_an_organisation(empty_url: str) -> None:
         with engine.connect() as connection:
             rows = connection.execute(sa.text(
                 "SELECT id, name, quota_concurrent_jobs FROM organisations ORDER BY id")).all()
-            keys = connection.execute(sa.text("SELECT rate_limit FROM api_keys")).all()
+            keys = connection.execute(sa.text(
+                "SELECT rate_limit, scopes, user_id FROM api_keys")).all()
     finally:
         engine.dispose()
     assert [tuple(r) for r in rows] == [("acme", "acme", None), ("globex", "globex", None),
                                         ("local", "local", None)]
-    assert [tuple(k) for k in keys] == [(None,), (None,)]
+    # Every job, speaker and live route, as before scopes; none of the admin routes.
+    before = "jobs:read jobs:write live speakers:write"
+    assert [tuple(k) for k in keys] == [(None, before, None), (None, before, None)]
 
 
 def test_concurrent_upgrades_queue_instead_of_racing(empty_url: str) -> None:

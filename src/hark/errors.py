@@ -40,6 +40,7 @@
     ├── PermissionDeniedError              FORBIDDEN            403
     │   ├── CrossSiteRequestError          CROSS_SITE_REQUEST   403
     │   ├── RoleNotAllowedError            ROLE_NOT_ALLOWED     403
+    │   ├── ScopeNotAllowedError           SCOPE_NOT_ALLOWED    403
     │   └── OperatorOnlyError              OPERATOR_ONLY        403
     ├── QueueFullError                     QUEUE_FULL           429
     ├── RateLimitedError                   RATE_LIMITED         429
@@ -283,6 +284,12 @@ class RoleNotAllowedError(PermissionDeniedError):
     """The signed-in user's role in the organisation does not allow this."""
 
     code = "ROLE_NOT_ALLOWED"
+
+
+class ScopeNotAllowedError(PermissionDeniedError):
+    """The API key was not given the scope this request needs."""
+
+    code = "SCOPE_NOT_ALLOWED"
 
 
 class OperatorOnlyError(PermissionDeniedError):

@@ -19,3 +19,6 @@ class Principal:
     user_id: str | None = None
     role: str | None = None
     session_id: str | None = None
+    # An API key's scopes (hark.accounts.policy.SCOPES); None: not limited by scopes
+    # (a signed-in user, held to their role, or the anonymous local user).
+    scopes: frozenset[str] | None = None

@@ -153,8 +153,10 @@ class Service:
         return tree(self.storage_root)
 
     def create_key(self, tenant: str, name: str = "test", max_priority: int = 0,
-                   rate_limit: str | None = None) -> str:
-        return create_api_key(self.state, tenant, name, max_priority, rate_limit)
+                   rate_limit: str | None = None, scopes: str | None = None,
+                   user_id: str | None = None) -> str:
+        return create_api_key(self.state, tenant, name, max_priority, rate_limit, scopes,
+                              user_id)
 
 
 def tree(root: Path) -> set[str]:
@@ -168,10 +170,12 @@ def tree(root: Path) -> set[str]:
 
 
 def create_api_key(state: ServiceState, tenant: str, name: str = "test",
-                   max_priority: int = 0, rate_limit: str | None = None) -> str:
+                   max_priority: int = 0, rate_limit: str | None = None,
+                   scopes: str | None = None, user_id: str | None = None) -> str:
     with state.db.session(write=True) as session:
         return create_key(session, name=name, tenant_id=tenant, actor=COMMAND_LINE,
-                          max_priority=max_priority, rate_limit=rate_limit).secret
+                          max_priority=max_priority, rate_limit=rate_limit, scopes=scopes,
+                          user_id=user_id).secret
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse
 
 from hark.accounts import oidc, passwords, service, tokens
 from hark.accounts.models import User
-from hark.accounts.policy import outranks_or_equals
+from hark.accounts.policy import acting_role, outranks_or_equals
 from hark.accounts.schemas import (
     LoginIn,
     MemberChangeIn,
@@ -366,7 +366,7 @@ def reset_link(user_id: str, principal: CurrentPrincipal, state: State,
 
 def _may_grant(principal: Principal, role: str) -> None:
     service.check_role(role)
-    mine = principal.role or ("owner" if principal.api_key_id is None else "admin")
+    mine = acting_role(principal)
     if not outranks_or_equals(mine, role):
         raise RoleNotAllowedError(f"a {mine} cannot give or change the {role} role",
                                   role=mine, needed=role)

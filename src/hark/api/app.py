@@ -54,6 +54,7 @@ def create_app(
     from hark.jobs.endpoints import router as jobs_router
     from hark.jobs.events_endpoints import router as events_router
     from hark.jobs.feed_endpoints import router as feed_router
+    from hark.keys.endpoints import router as keys_router
     from hark.live.endpoints import router as live_router
     from hark.openai_api.endpoints import router as openai_router
     from hark.openai_api.realtime_endpoints import router as realtime_router
@@ -65,7 +66,7 @@ def create_app(
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
                    transcripts_router, feed_router, live_router, realtime_router,
-                   organisations_router, accounts_router, audit_router):
+                   organisations_router, accounts_router, audit_router, keys_router):
         app.include_router(router)
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/

@@ -15,7 +15,7 @@ from hark.api.revocation import key_watch
 from hark.api.state import Principal, ServiceState
 from hark.db.base import DEFAULT_TENANT_ID
 from hark.errors import AuthenticationError, OperatorOnlyError
-from hark.keys.service import KEY_PREFIX, authenticate, hash_key
+from hark.keys.service import KEY_PREFIX, authenticate, hash_key, key_principal
 
 # Anonymous use is the person at this machine (loopback only): every priority is theirs.
 ANONYMOUS = Principal(tenant_id=DEFAULT_TENANT_ID, api_key_id=None, max_priority=100)
@@ -92,8 +92,7 @@ def _lookup(state: ServiceState, raw: str, digest: str) -> Principal:
         key = authenticate(session, raw)
         if key is None:
             raise AuthenticationError("the API key is not valid or was revoked")
-        principal = Principal(tenant_id=key.tenant_id, api_key_id=key.id,
-                              max_priority=key.max_priority, rate_limit=key.rate_limit)
+        principal = key_principal(session, key)
     state.keys[digest] = principal
     return principal
 

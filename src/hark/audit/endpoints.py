@@ -1,7 +1,9 @@
-"""The audit API: `GET /api/v1/audit`, for operators (HARK_OPERATOR_TENANTS).
+"""The audit API: `GET /api/v1/audit`, for an organisation's admins and for operators
+(HARK_OPERATOR_TENANTS).
 
-An operator sees its own tenant's events, or another tenant's with `?tenant=`; any
-other key is refused (403 OPERATOR_ONLY). Pages come newest first with a cursor, like
+An admin (a signed-in owner or admin, or a key with the admin scope) sees their own
+organisation's events; an operator also another tenant's with `?tenant=`. Anyone else
+is refused (403). Pages come newest first with a cursor, like
 the job list; `?format=jsonl` (or `Accept: application/x-ndjson`) streams every
 matching event instead, one JSON object per line, read from the database a batch at
 a time so that no transaction stays open while a slow client reads.
@@ -15,16 +17,34 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from hark.api.auth import require_operator
+from hark.api.auth import require_principal
 from hark.api.openapi import ERRORS
 from hark.api.state import Principal, State
 from hark.audit import service
 from hark.audit.repository import EventFilter
 from hark.audit.schemas import AuditEventOut, AuditPage
 from hark.db import Database
+from hark.errors import OperatorOnlyError
 
 router = APIRouter(prefix="/api/v1", tags=["operations"], responses=ERRORS)
-Operator = Annotated[Principal, Depends(require_operator)]
+
+
+async def require_audit_reader(request: Request) -> Principal:
+    principal = await require_principal(request)
+    admin = principal.role in ("owner", "admin") or (
+        principal.scopes is not None and "admin" in principal.scopes)
+    if not admin and not _is_operator(request, principal):
+        raise OperatorOnlyError("the audit log is for the organisation's admins and for "
+                                "operators (HARK_OPERATOR_TENANTS)",
+                                tenant=principal.tenant_id)
+    return principal
+
+
+def _is_operator(request: Request, principal: Principal) -> bool:
+    return principal.tenant_id in request.app.state.hark.settings.operator_tenants
+
+
+AuditReader = Annotated[Principal, Depends(require_audit_reader)]
 
 JSON_LINES = "application/x-ndjson"
 DEFAULT_PAGE = 50
@@ -38,12 +58,13 @@ _EXPORT: dict[int | str, dict[str, Any]] = {200: {
 
 
 @router.get("/audit", response_model=AuditPage, responses=_EXPORT,
-            summary="The audit log: who did what and when, newest first (operators)")
+            summary="The audit log: who did what and when, newest first (admins, operators)")
 def list_audit_events(
-    request: Request, principal: Operator, state: State,
+    request: Request, principal: AuditReader, state: State,
     tenant: Annotated[str | None, Query(
         min_length=1, max_length=64,
-        description="Another tenant's events (default: the caller's own).")] = None,
+        description="Another tenant's events, for operators (default: the caller's "
+                    "own).")] = None,
     action: Annotated[str | None, Query(
         min_length=1, max_length=64, description="Only this action, such as job.purged.")
     ] = None,
@@ -64,6 +85,9 @@ def list_audit_events(
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     format: Annotated[Literal["json", "jsonl"] | None, Query()] = None,
 ) -> Response:
+    if tenant not in (None, principal.tenant_id) and not _is_operator(request, principal):
+        raise OperatorOnlyError("another organisation's events are for operators "
+                                "(HARK_OPERATOR_TENANTS)", tenant=principal.tenant_id)
     where = service.event_filter(tenant_id=tenant or principal.tenant_id, action=action,
                                  actor=actor, target_id=target_id, since=since, until=until)
     if cursor is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hark.db.base import Base, IdMixin, TenantMixin, TimestampMixin
 from hark.db.types import UTCDateTime
+
+# What keys made before scopes existed could do: everything but the admin routes.
+LEGACY_SCOPES = "jobs:read jobs:write live speakers:write"
 
 
 class ApiKey(IdMixin, TenantMixin, TimestampMixin, Base):
@@ -26,3 +29,14 @@ class ApiKey(IdMixin, TenantMixin, TimestampMixin, Base):
     max_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # This key's request rate, such as "120/minute" (None: HARK_RATE_LIMIT).
     rate_limit: Mapped[str | None] = mapped_column(String(64))
+    # What the key may do: scopes separated by spaces (hark.accounts.policy.SCOPES).
+    scopes: Mapped[str] = mapped_column(
+        String(200), default=LEGACY_SCOPES, server_default=LEGACY_SCOPES)
+    # The person the key acts for (held to their role too, and gone with them); None
+    # for a service account of the organisation.
+    user_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())

@@ -17,13 +17,16 @@ from limits import RateLimitItem, parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hark.accounts.models import Membership, User
+from hark.accounts.policy import parse_scopes
 from hark.audit import service as audit
 from hark.audit.actor import Actor
 from hark.audit.models import KEY_CREATED, KEY_RATE_CHANGED, KEY_REVOKED
 from hark.db.base import utcnow
-from hark.errors import NotFoundError, OptionError
+from hark.errors import AuthenticationError, NotFoundError, OptionError
 from hark.keys.models import ApiKey
 from hark.organisations.service import ensure_organisation
+from hark.principal import Principal
 
 KEY_PREFIX = "hark_"
 _DISPLAY_CHARS = 12
@@ -68,8 +71,19 @@ def check_tenant(tenant_id: str) -> str:
 
 
 def create_key(session: Session, *, name: str, tenant_id: str, actor: Actor,
-               max_priority: int = 0, rate_limit: str | None = None) -> CreatedKey:
+               max_priority: int = 0, rate_limit: str | None = None,
+               scopes: str | list[str] | None = None, user_id: str | None = None
+               ) -> CreatedKey:
+    """A key of the organisation `tenant_id`: a service account's, or with `user_id`
+    the key of one of its people, which acts for them and within their role."""
     tenant_id = check_tenant(tenant_id)
+    granted = " ".join(sorted(parse_scopes(scopes)))
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None or session.get(Membership, (user_id, tenant_id)) is None:
+            raise OptionError(f"that person is not a member of {tenant_id}", field="user")
+        if user.disabled_at is not None:
+            raise OptionError("that person is disabled", field="user")
     name = " ".join(name.split()) or "unnamed"
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     if not -100 <= max_priority <= 100:
@@ -81,18 +95,39 @@ def create_key(session: Session, *, name: str, tenant_id: str, actor: Actor,
     ensure_organisation(session, tenant_id)
     key = ApiKey(name=name[:200], tenant_id=tenant_id, prefix=raw[:_DISPLAY_CHARS],
                  key_hash=hash_key(raw), webhook_secret="whsec_" + secrets.token_urlsafe(32),
-                 max_priority=max_priority, rate_limit=rate_limit)
+                 max_priority=max_priority, rate_limit=rate_limit, scopes=granted,
+                 user_id=user_id)
     session.add(key)
     session.flush()
     audit.record(session, actor, tenant_id=key.tenant_id, action=KEY_CREATED,
                  target_type="key", target_id=key.id,
                  details={"name": key.name, "max_priority": key.max_priority,
-                          "rate_limit": key.rate_limit})
+                          "rate_limit": key.rate_limit, "scopes": granted,
+                          "user": user_id})
     return CreatedKey(key, raw)
 
 
-def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
+def key_principal(session: Session, key: ApiKey) -> Principal:
+    """Who a live key makes its caller: a person's key is held to that person's role in
+    the organisation, and stops working while they are disabled or no longer in it."""
+    role = None
+    if key.user_id is not None:
+        user = session.get(User, key.user_id)
+        membership = session.get(Membership, (key.user_id, key.tenant_id))
+        if user is None or user.disabled_at is not None or membership is None:
+            raise AuthenticationError("the person this API key belongs to is disabled or "
+                                      "no longer in the organisation")
+        role = membership.role
+    return Principal(tenant_id=key.tenant_id, api_key_id=key.id,
+                     max_priority=key.max_priority, rate_limit=key.rate_limit,
+                     user_id=key.user_id, role=role, scopes=key.scope_set)
+
+
+def list_keys(session: Session, *, include_revoked: bool = False,
+              tenant_id: str | None = None) -> list[ApiKey]:
     query = select(ApiKey).order_by(ApiKey.created_at)
+    if tenant_id is not None:
+        query = query.where(ApiKey.tenant_id == tenant_id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
     return list(session.scalars(query))
