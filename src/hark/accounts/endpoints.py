@@ -1,5 +1,4 @@
-"""Signing in and out (`/api/v1/auth/*`) and the organisation's people
-(`/api/v1/users`, admins).
+"""Signing in and out (`/api/v1/auth/*`).
 
 The page keeps the access token in memory only and the refresh token in an HttpOnly,
 SameSite=Strict cookie scoped to `/api/v1/auth`: script on the page never sees the
@@ -18,18 +17,13 @@ from fastapi.responses import RedirectResponse
 
 from hark.accounts import oidc, passwords, service, tokens
 from hark.accounts.models import User
-from hark.accounts.policy import acting_role, outranks_or_equals
 from hark.accounts.schemas import (
     LoginIn,
-    MemberChangeIn,
-    MemberOut,
     MembershipOut,
     MeOut,
-    NewMemberIn,
     PasswordIn,
     RefreshIn,
     ResetIn,
-    ResetLinkOut,
     SessionOut,
     SetupIn,
     TokensOut,
@@ -48,7 +42,6 @@ from hark.errors import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
-    RoleNotAllowedError,
 )
 from hark.principal import Principal
 
@@ -58,18 +51,13 @@ COOKIE_PATH = "/api/v1/auth"
 BAD_LOGIN = "wrong e-mail address or password"
 
 
-def _user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, email=user.email, name=user.name,
-                   disabled=user.disabled_at is not None)
-
-
 def _tokens(issued: tokens.Issued, user: User, response: Response, request: Request,
             state: ServiceState, cookie: bool) -> TokensOut:
     if cookie:
         _keep_refresh(response, issued.refresh_token, request, state)
     return TokensOut(access_token=issued.access_token, expires_in=issued.expires_in,
                      refresh_token=None if cookie else issued.refresh_token,
-                     user=_user_out(user), organisation=issued.claims.organisation,
+                     user=UserOut.of(user), organisation=issued.claims.organisation,
                      role=issued.claims.role)
 
 
@@ -166,7 +154,7 @@ def me(principal: CurrentPrincipal, state: State) -> MeOut:
         user = session.get(User, _user(principal))
         if user is None:
             raise AuthenticationError("this sign-in was ended; sign in again")
-        return MeOut(user=_user_out(user), organisation=principal.tenant_id,
+        return MeOut(user=UserOut.of(user), organisation=principal.tenant_id,
                      role=principal.role or "",
                      organisations=[MembershipOut(organisation=m.organisation_id, role=m.role)
                                     for m in service.memberships(session, user.id)])
@@ -311,70 +299,3 @@ def oidc_callback(request: Request, state: State, code: str | None = None,
     response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH)
     _keep_refresh(response, issued.refresh_token, request, state)
     return response
-
-
-# --- the organisation's people (admins) -------------------------------------------------
-
-@router.get("/users", response_model=list[MemberOut], summary="The organisation's people")
-def list_members(principal: CurrentPrincipal, state: State) -> list[MemberOut]:
-    with state.db.session() as session:
-        return [MemberOut(user=_user_out(user), role=role.split(":", 1)[1])
-                for user, role in service.list_users(session, principal.tenant_id)]
-
-
-@router.post("/users", response_model=MemberOut, status_code=201,
-             summary="Add a person to the organisation")
-def add_member(body: NewMemberIn, principal: CurrentPrincipal, state: State) -> MemberOut:
-    _may_grant(principal, body.role)
-    with state.db.session(write=True) as session:
-        user = service.create_user(session, email=body.email, organisation=principal.tenant_id,
-                                   actor=request_actor(principal),
-                                   role=body.role, password=body.password, name=body.name)
-        return MemberOut(user=_user_out(user), role=body.role)
-
-
-@router.patch("/users/{user_id}", response_model=MemberOut,
-              summary="Change a person's role, or disable them")
-def change_member(user_id: str, body: MemberChangeIn, principal: CurrentPrincipal,
-                  state: State) -> MemberOut:
-    with state.db.session(write=True) as session:
-        user, role = _member(session, principal, user_id)
-        _may_grant(principal, role)  # nobody changes someone above them
-        if body.role is not None:
-            _may_grant(principal, body.role)
-            role = service.set_role(session, user, principal.tenant_id, body.role,
-                                    actor=request_actor(principal)).role
-        if body.disabled:
-            service.disable(session, user, actor=request_actor(principal))
-        elif body.disabled is False:
-            user.disabled_at = None
-        return MemberOut(user=_user_out(user), role=role)
-
-
-@router.post("/users/{user_id}/reset-link", response_model=ResetLinkOut, status_code=201,
-             summary="A one-time link for a person to set a new password")
-def reset_link(user_id: str, principal: CurrentPrincipal, state: State,
-               request: Request) -> ResetLinkOut:
-    with state.db.session(write=True) as session:
-        user, role = _member(session, principal, user_id)
-        _may_grant(principal, role)
-        raw = tokens.make_reset_link(session, user)
-    base = state.settings.public_url or str(request.base_url)
-    return ResetLinkOut(token=raw, url=f"{base.rstrip('/')}/#/reset/{raw}",
-                        expires_in=tokens.RESET_SECONDS)
-
-
-def _may_grant(principal: Principal, role: str) -> None:
-    service.check_role(role)
-    mine = acting_role(principal)
-    if not outranks_or_equals(mine, role):
-        raise RoleNotAllowedError(f"a {mine} cannot give or change the {role} role",
-                                  role=mine, needed=role)
-
-
-def _member(session: Any, principal: Principal, user_id: str) -> tuple[User, str]:
-    found = [(u, r.split(":", 1)[1]) for u, r in service.list_users(session, principal.tenant_id)
-             if u.id == user_id]
-    if not found:
-        raise NotFoundError("no such person in your organisation", user=user_id[:36])
-    return found[0]

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hark.accounts.models import User
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +37,11 @@ class UserOut(BaseModel):
     email: str
     name: str
     disabled: bool = False
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, name=user.name,
+                   disabled=user.disabled_at is not None)
 
 
 class TokensOut(BaseModel):
@@ -102,3 +109,16 @@ class ResetLinkOut(BaseModel):
     token: str
     url: str
     expires_in: int
+
+
+class ErasureOut(BaseModel):
+    """What erasing a person removed."""
+
+    user: str
+    organisations: list[str]
+    jobs: int
+    voice_profiles: int
+    voice_samples: int
+    api_keys: int
+    audit_events_anonymised: int
+    storage_prefixes: int

@@ -49,6 +49,7 @@ def create_app(
     install_error_handlers(app)
     app.state.request_rates = RequestRates(settings)
     from hark.accounts.endpoints import router as accounts_router
+    from hark.accounts.people_endpoints import router as people_router
     from hark.audit.endpoints import router as audit_router
     from hark.health.endpoints import router as health_router
     from hark.jobs.endpoints import router as jobs_router
@@ -66,7 +67,8 @@ def create_app(
 
     for router in (health_router, jobs_router, events_router, speakers_router, openai_router,
                    transcripts_router, feed_router, live_router, realtime_router,
-                   organisations_router, accounts_router, audit_router, keys_router):
+                   organisations_router, accounts_router, people_router, audit_router,
+                   keys_router):
         app.include_router(router)
     app.include_router(api_metrics.metrics_router())
     install_web(app)  # the page at / and its files under /static/

@@ -39,13 +39,14 @@ SIGNED_IN = "auth.signed_in"
 USER_CREATED = "user.created"
 USER_ROLE_CHANGED = "user.role_changed"
 USER_DISABLED = "user.disabled"
+USER_ERASED = "user.erased"
 QUOTAS_CHANGED = "organisation.quotas_changed"
 RETENTION_CHANGED = "organisation.retention_changed"
 ACTIONS: tuple[str, ...] = (
     KEY_CREATED, KEY_REVOKED, KEY_RATE_CHANGED, JOB_CREATED, JOB_CANCELED, JOB_PURGED,
     RESULT_DOWNLOADED, MEDIA_DOWNLOADED, SPEAKER_ENROLLED, SPEAKER_SAMPLES_ADDED,
     SPEAKER_DELETED, SIGNED_IN, USER_CREATED, USER_ROLE_CHANGED, USER_DISABLED,
-    QUOTAS_CHANGED, RETENTION_CHANGED)
+    USER_ERASED, QUOTAS_CHANGED, RETENTION_CHANGED)
 
 TargetType = Literal["key", "job", "speaker", "user", "organisation"]
 

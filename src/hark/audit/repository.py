@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, or_, select, update
+from sqlalchemy import CursorResult, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from hark.audit.models import AuditEvent
@@ -59,6 +59,30 @@ class AuditRepository:
                 client_address=None,
                 request_id=None, details={})))
         return int(result.rowcount or 0)
+
+    def anonymise_person(self, user_id: str, key_ids: list[str], target_ids: list[str],
+                         erased: str) -> int:
+        """Events a person did (signed in, or through one of `key_ids`, their keys) no
+        longer say who, from where, or anything in their details; events done to them or
+        to `target_ids` (what was theirs) name `erased` instead. The rows changed (bulk
+        UPDATEs, as above; the ids go a chunk at a time, under any database's limit)."""
+        by_them = [AuditEvent.actor_user_id == user_id] + [
+            AuditEvent.actor_key_id.in_(chunk) for chunk in _chunks(key_ids)]
+        to_them = [and_(AuditEvent.target_type == "user", AuditEvent.target_id == user_id)] + [
+            AuditEvent.target_id.in_(chunk) for chunk in _chunks([*key_ids, *target_ids])]
+        changed: set[str] = set()
+        for which, values in (
+                (to_them, {"target_id": erased, "details": {}}),
+                (by_them, {"actor_key_id": None, "actor_user_id": None,
+                           "client_address": None, "request_id": None, "details": {}})):
+            for condition in which:
+                changed.update(self.session.scalars(select(AuditEvent.id).where(condition)))
+                self.session.execute(update(AuditEvent).where(condition).values(**values))
+        return len(changed)
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def _filtered(query: Select[tuple[AuditEvent]], where: EventFilter) -> Select[tuple[AuditEvent]]:

@@ -49,6 +49,15 @@ def anonymise_tenant(session: Session, tenant_id: str) -> int:
     return AuditRepository(session).anonymise(tenant_id, ERASED_TENANT)
 
 
+def anonymise_person(session: Session, user_id: str, key_ids: list[str],
+                     target_ids: list[str]) -> int:
+    """For erasing a person: the events they did, or that were done to them or to what
+    was theirs (`target_ids`: jobs, voice profiles), stay without saying who they were.
+    Returns how many events changed."""
+    return AuditRepository(session).anonymise_person(user_id, key_ids, target_ids,
+                                                     ERASED_TENANT)
+
+
 def event_filter(*, tenant_id: str | None, action: str | None = None,
                  actor: str | None = None, target_id: str | None = None,
                  since: str | None = None, until: str | None = None) -> EventFilter:

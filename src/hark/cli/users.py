@@ -1,4 +1,4 @@
-"""`hark users create|list|role|disable|reset-link`: the people who sign in to the page
+"""`hark users create|list|role|disable|reset-link|erase`: the people who sign in to the page
 and the API, and their role in each organisation."""
 
 from __future__ import annotations
@@ -123,3 +123,25 @@ def reset_link(email: Annotated[str, typer.Argument(help="Their e-mail address o
         fail(exc)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     typer.echo(f"{base.rstrip('/')}/#/reset/{token}")
+
+
+@app.command("erase")
+def erase_command(
+    email: Annotated[str, typer.Argument(help="Their e-mail address or id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Really erase: this cannot be "
+                   "undone.")] = False,
+) -> None:
+    """Erase a person: the jobs they submitted with all they stored, the voice profiles
+    they enrolled, their keys and sign-ins, and the account; audit events stop naming
+    them. Prints what was removed."""
+    from hark.accounts.erasure import erase_person
+    from hark.storage import open_storage
+
+    if not yes:
+        fail(OptionError(f"erasing {email!r} cannot be undone: add --yes", field="yes"), 2)
+    try:
+        with _database() as db:
+            report = erase_person(db, open_storage(get_settings()), email, actor=COMMAND_LINE)
+    except HarkError as exc:
+        fail(exc)
+    typer.echo(json.dumps(report.to_dict()))

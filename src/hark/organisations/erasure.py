@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, select
+from sqlalchemy import ColumnElement, CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
 from hark.audit import service as audit
@@ -50,20 +50,7 @@ def erase_organisation(db: Database, storage: Storage, tenant: str) -> ErasureRe
         if session.get(Organisation, tenant) is None:
             raise NotFoundError(f"no organisation {tenant!r}", organisation=tenant)
     report = ErasureReport(tenant)
-    while True:
-        with db.session(write=True) as session:
-            batch = list(session.scalars(select(Job).where(Job.tenant_id == tenant)
-                                         .limit(BATCH).with_for_update(skip_locked=True)))
-            for job in batch:
-                for key in (job.media_key, results_prefix(job.id)):
-                    if key:
-                        storage.delete_prefix(key)
-                        report.storage_prefixes += 1
-                revisions.forget(session, job.id)
-                session.delete(job)
-        report.jobs += len(batch)
-        if len(batch) < BATCH:
-            break
+    report.jobs, report.storage_prefixes = erase_jobs(db, storage, Job.tenant_id == tenant)
     with db.session(write=True) as session:
         for upload in session.scalars(select(Upload).where(Upload.tenant_id == tenant)):
             storage.delete_prefix(upload.storage_key)
@@ -71,17 +58,38 @@ def erase_organisation(db: Database, storage: Storage, tenant: str) -> ErasureRe
             report.upload_slots += 1
             session.delete(upload)
         profiles = select(SpeakerProfile.id).where(SpeakerProfile.tenant_id == tenant)
-        report.voice_samples = _delete(session, delete(VoiceSample).where(
+        report.voice_samples = delete_rows(session, delete(VoiceSample).where(
             VoiceSample.profile_id.in_(profiles)))
-        report.voice_profiles = _delete(session, delete(SpeakerProfile).where(
+        report.voice_profiles = delete_rows(session, delete(SpeakerProfile).where(
             SpeakerProfile.tenant_id == tenant))
-        report.api_keys = _delete(session, delete(ApiKey).where(ApiKey.tenant_id == tenant))
-        _delete(session, delete(Organisation).where(Organisation.id == tenant))
+        report.api_keys = delete_rows(session, delete(ApiKey).where(ApiKey.tenant_id == tenant))
+        delete_rows(session, delete(Organisation).where(Organisation.id == tenant))
         report.audit_events_anonymised = audit.anonymise_tenant(session, tenant)
     return report
 
 
-def _delete(session: Session, statement: Delete) -> int:
+def erase_jobs(db: Database, storage: Storage,
+               which: ColumnElement[bool]) -> tuple[int, int]:
+    """Erase the jobs `which` selects, with their recordings, results, edits and search
+    index; how many jobs and storage prefixes went."""
+    jobs = prefixes = 0
+    while True:
+        with db.session(write=True) as session:
+            batch = list(session.scalars(select(Job).where(which).limit(BATCH)
+                                         .with_for_update(skip_locked=True)))
+            for job in batch:
+                for key in (job.media_key, results_prefix(job.id)):
+                    if key:
+                        storage.delete_prefix(key)
+                        prefixes += 1
+                revisions.forget(session, job.id)
+                session.delete(job)
+        jobs += len(batch)
+        if len(batch) < BATCH:
+            return jobs, prefixes
+
+
+def delete_rows(session: Session, statement: Delete) -> int:
     """Run a DELETE; the rows it removed."""
     result = cast("CursorResult[Any]", session.execute(statement))
     return int(result.rowcount or 0)

@@ -41,6 +41,9 @@ class SpeakerProfile(IdMixin, TenantMixin, TimestampMixin, Base):
     centroid: Mapped[bytes] = mapped_column(LargeBinary)
     sample_count: Mapped[int] = mapped_column(Integer, default=0)
     speech_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # The person who enrolled it (None: a key of the organisation, or the command
+    # line); erasing that person erases it.
+    created_by: Mapped[str | None] = mapped_column(String(36), index=True)
 
     samples: Mapped[list[VoiceSample]] = relationship(
         back_populates="profile", cascade="all, delete-orphan", passive_deletes=True,

@@ -73,7 +73,8 @@ def enroll(
     actor: Actor,
 ) -> SpeakerProfile:
     """Create the profile `name` in the tenant from `samples`, or add them to it."""
-    profile, created = _create_or_extend(session, tenant_id, validate_name(name), samples)
+    profile, created = _create_or_extend(session, tenant_id, validate_name(name), samples,
+                                         actor.user_id)
     audit.record(session, actor, tenant_id=tenant_id, action=SPEAKER_ENROLLED,
                  target_type="speaker", target_id=profile.id,
                  details={"created": created, "samples": len(samples)})
@@ -81,7 +82,8 @@ def enroll(
 
 
 def _create_or_extend(
-    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample]
+    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample],
+    created_by: str | None,
 ) -> tuple[SpeakerProfile, bool]:
     """The profile `name` with `samples` added, and whether it was made just now."""
     _check_samples(samples)
@@ -89,7 +91,7 @@ def _create_or_extend(
     # The lock keeps a concurrent enrolment from recomputing the centroid without ours.
     profile = repository.get_by_name(tenant_id, name, lock=True)
     if profile is None:
-        created = _try_create(session, tenant_id, name, samples)
+        created = _try_create(session, tenant_id, name, samples, created_by)
         if created is not None:
             return created, True
         # The same name was created concurrently and committed; join it.
@@ -163,13 +165,14 @@ def profiles_for_matching(
 
 
 def _try_create(
-    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample]
+    session: Session, tenant_id: str, name: str, samples: Sequence[NewSample],
+    created_by: str | None,
 ) -> SpeakerProfile | None:
     """The new profile, or None when another transaction took the name first."""
     first = samples[0]
     profile = SpeakerProfile(
         tenant_id=tenant_id, name=name, embedder=first.embedder,
-        dimension=int(np.asarray(first.embedding).size),
+        dimension=int(np.asarray(first.embedding).size), created_by=created_by,
     )
     profile.samples = [_sample(s) for s in samples]
     _refresh(profile)

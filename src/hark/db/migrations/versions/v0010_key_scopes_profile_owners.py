@@ -1,5 +1,6 @@
 """API keys get scopes and may belong to a person. Existing keys keep what they could
-do before: every job, speaker and live route, none of the admin ones.
+do before: every job, speaker and live route, none of the admin ones. Voice profiles
+remember the person who enrolled them.
 
 Revision ID: 0010
 Revises: 0009
@@ -27,9 +28,15 @@ def upgrade() -> None:
         table.create_foreign_key(op.f("fk_api_keys_user_id_users"), "users", ["user_id"],
                                  ["id"], ondelete="CASCADE")
         table.create_index(op.f("ix_api_keys_user_id"), ["user_id"])
+    with op.batch_alter_table("speaker_profiles") as table:
+        table.add_column(sa.Column("created_by", sa.String(36), nullable=True))
+        table.create_index(op.f("ix_speaker_profiles_created_by"), ["created_by"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("speaker_profiles") as table:
+        table.drop_index(op.f("ix_speaker_profiles_created_by"))
+        table.drop_column("created_by")
     with op.batch_alter_table("api_keys") as table:
         table.drop_index(op.f("ix_api_keys_user_id"))
         table.drop_constraint(op.f("fk_api_keys_user_id_users"), type_="foreignkey")
