@@ -33,7 +33,7 @@ PASSWORD = "correct horse battery"
 # upload slot's PUT carries the slot's token (given to whoever made the slot).
 OWN_AUTHORITY = {("PUT", "/api/v1/uploads/{upload_id}")}
 # The organisation's people, keys and audit log: admins and owners only.
-ADMIN_ROUTES = (f"{API}/users", f"{API}/keys", f"{API}/audit")
+ADMIN_ROUTES = (f"{API}/users", f"{API}/keys", f"{API}/audit", f"{API}/organisation/retention")
 
 
 def add_user(svc: Service, email: str, role: str, org: str = "acme",

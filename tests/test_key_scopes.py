@@ -30,7 +30,8 @@ OWN_AUTHORITY = {("PUT", "/api/v1/uploads/{upload_id}")}
 
 
 def expected_scope(method: str, route: str) -> str:
-    if route.startswith((f"{API}/users", f"{API}/keys", f"{API}/audit")):
+    if route.startswith((f"{API}/users", f"{API}/keys", f"{API}/audit",
+                         f"{API}/organisation/retention")):
         return "admin"
     if method == "GET":
         return "jobs:read"

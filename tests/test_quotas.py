@@ -104,6 +104,36 @@ def local_cli(svc: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def test_admins_set_retention_and_everyone_reads_the_organisation(svc: Service) -> None:
+    admin = svc.create_key("kappa", scopes="admin jobs:read")
+    worker = svc.create_key("kappa")  # no admin scope
+    quotas(svc, "kappa", concurrent_jobs=3, audio_seconds_per_month=7200)
+    shown = svc.client.get(f"{API}/organisation", headers=bearer(worker)).json()
+    assert shown["id"] == "kappa"
+    assert shown["quotas"] == {"audio_hours_per_month": 2.0, "concurrent_jobs": 3,
+                               "storage_bytes": None, "live_streams": None}
+    assert shown["retention"] == {"media_days": None, "results_days": None}
+
+    changed = svc.client.patch(f"{API}/organisation/retention", headers=bearer(admin),
+                               json={"media_days": 30})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["retention"] == {"media_days": 30, "results_days": None}
+    # Only the fields given change; null keeps for ever.
+    both = svc.client.patch(f"{API}/organisation/retention", headers=bearer(admin),
+                            json={"results_days": 365, "media_days": None}).json()
+    assert both["retention"] == {"media_days": None, "results_days": 365}
+    assert svc.client.get(f"{API}/organisation", headers=bearer(worker)
+                          ).json()["retention"]["results_days"] == 365
+    for body in ({"media_days": 0}, {"media_days": "soon"}, {"quota": 1}):
+        assert_error(svc.client.patch(f"{API}/organisation/retention", headers=bearer(admin),
+                                      json=body), 422, "INVALID_REQUEST")
+    assert_error(svc.client.patch(f"{API}/organisation/retention", headers=bearer(worker),
+                                  json={"media_days": 1}), 403, "SCOPE_NOT_ALLOWED")
+    # A tenant nothing was set for: no quotas, everything kept.
+    fresh = svc.client.get(f"{API}/organisation", headers=bearer(svc.create_key("lambda")))
+    assert fresh.json()["retention"] == {"media_days": None, "results_days": None}
+
+
 def test_orgs_command(svc: Service, local_cli: None) -> None:
     assert runner.invoke(cli, ["orgs", "create", "q-cli", "--name", "Q  Corp"]).exit_code == 0
     set_ = runner.invoke(cli, ["orgs", "quota", "q-cli", "--audio-hours", "2.5",

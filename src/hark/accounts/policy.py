@@ -15,7 +15,7 @@ person's role as well):
                     the OpenAI transcription API
     speakers:write  enrolling, changing and deleting voice profiles
     live            live streams (Hark's socket and OpenAI Realtime)
-    admin           the organisation's people, keys and audit log
+    admin           the organisation's people, keys, audit log and retention
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}  # 0 is the most allowed
 READING = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sockets that start work (a live stream runs the recogniser): members and up.
 WORKING_SOCKETS = ("/api/v1/live", "/v1/realtime")
-ADMIN_PATHS = ("/api/v1/users", "/api/v1/keys", "/api/v1/audit")
+ADMIN_PATHS = ("/api/v1/users", "/api/v1/keys", "/api/v1/audit",
+               "/api/v1/organisation/retention")
 OWN_ACCOUNT_PATHS = ("/api/v1/auth/",)
 SPEAKER_PATHS = ("/api/v1/speakers",)
 

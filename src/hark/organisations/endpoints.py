@@ -1,4 +1,7 @@
-"""`GET /api/v1/usage`: what the caller's organisation uses, beside its quotas."""
+"""`GET /api/v1/usage`: what the caller's organisation uses, beside its quotas;
+`GET /api/v1/organisation`: its quotas and retention; `PATCH
+/api/v1/organisation/retention`: its admins change the retention. Quotas are the
+server operators' to set (`hark orgs quota`): an organisation does not lift its own."""
 
 from __future__ import annotations
 
@@ -7,9 +10,17 @@ from fastapi import APIRouter, Request
 from hark.api.auth import CurrentPrincipal
 from hark.api.openapi import ERRORS
 from hark.api.rate_limit import RateDecision
-from hark.api.state import ReadSession, State
+from hark.api.state import ReadSession, State, WriteSession
+from hark.audit.actor import request_actor
 from hark.organisations import service
-from hark.organisations.schemas import Measure, RateOut, UsageOut
+from hark.organisations.models import Organisation
+from hark.organisations.schemas import (
+    Measure,
+    OrganisationOut,
+    RateOut,
+    RetentionIn,
+    UsageOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["organisations"], responses=ERRORS)
 
@@ -38,3 +49,26 @@ def get_usage(principal: CurrentPrincipal, session: ReadSession, state: State,
                          else None,
                          reset=int(window.reset) if isinstance(window, RateDecision)
                          else None))
+
+
+@router.get("/organisation", response_model=OrganisationOut,
+            summary="Your organisation: its quotas and retention")
+def get_organisation(principal: CurrentPrincipal, session: ReadSession) -> OrganisationOut:
+    organisation = session.get(Organisation, principal.tenant_id)
+    # A tenant nothing was set for yet has no row: no quota, everything kept.
+    return OrganisationOut.of(organisation or Organisation(id=principal.tenant_id,
+                                                           name=principal.tenant_id))
+
+
+@router.patch("/organisation/retention", response_model=OrganisationOut,
+              summary="Change how long recordings and results are kept (admins)")
+def change_retention(body: RetentionIn, principal: CurrentPrincipal,
+                     session: WriteSession) -> OrganisationOut:
+    given = body.model_fields_set
+    changed = service.set_retention(
+        session, service.ensure_organisation(session, principal.tenant_id).id,
+        media_days=body.media_days if "media_days" in given else False,
+        results_days=body.results_days if "results_days" in given else False,
+        actor=request_actor(principal))
+    return OrganisationOut.of(changed)
+
