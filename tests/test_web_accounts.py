@@ -1,7 +1,8 @@
 """The page's sign-in in Chromium: a member signs in and uploads, stays signed in across
 a reload (the refresh token in an HttpOnly cookie, the access token in memory only),
 signs out; a viewer sees the organisation's jobs but cannot delete one; a reset link
-from an admin sets a new password."""
+from an admin sets a new password; an admin manages people, keys and retention on the
+page and reads the audit log, which a member does not see."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def site(tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("web-accounts")
     data = root / "data"
     data.mkdir()
-    for email, role in (("member@acme.test", "member"), ("viewer@acme.test", "viewer")):
+    for email, role in (("member@acme.test", "member"), ("viewer@acme.test", "viewer"),
+                        ("admin@acme.test", "admin")):
         hark(data, "users", "create", email, "--org", "acme", "--role", role,
              "--password-stdin", stdin=PASSWORD + "\n")
     with HarkServer(data, root / "logs", workers=1) as server, \
@@ -61,7 +63,19 @@ def site(tmp_path_factory: pytest.TempPathFactory
         assert errors == []
 
 
+def sign_out(page: Any) -> None:
+    page.click("#signin-panel summary")
+    page.click("#signout")
+    page.wait_for_selector("#signin-state:text('signed out')")
+
+
 def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
+    # The page has settled: it showed the jobs of whoever the cookie kept signed in, or
+    # asked for a sign-in.
+    wait_until(page, "() => !document.getElementById('alert').hidden || "
+                     "document.querySelector('#jobs li.job, #jobs-empty:not([hidden])')")
+    if page.text_content("#signin-state") not in ("signed out", email):
+        sign_out(page)  # someone else is signed in
     page.wait_for_selector("#signin-form:not([hidden])")
     if not page.is_visible("#signin-email"):
         page.click("#signin-panel summary")
@@ -163,3 +177,54 @@ def test_the_first_visit_of_a_local_server_makes_the_owner(
             assert page.is_hidden("#setup-form")
         finally:
             context.close()
+
+
+def test_an_admin_manages_the_organisation_on_the_page(
+        site: tuple[Any, HarkServer, Path, Any]) -> None:
+    page, server, data, _ = site
+    page.goto(server.base_url + "/")
+    sign_in(page, "admin@acme.test")
+    page.wait_for_selector("#org-admin:not([hidden])")
+    assert "Audio" in page.inner_text("#org-usage")
+    assert page.locator("#people li[data-email='member@acme.test']").count() == 1
+
+    # Retention, saved and shown again after a reload.
+    page.fill("#retention-media", "30")
+    page.click("#retention-form button[type=submit]")
+    page.wait_for_selector("#status:text('Retention saved')")
+    # A new person, given a reset link; then made a viewer.
+    page.fill("#person-email", "newcomer@acme.test")
+    page.click("#person-form button[type=submit]")
+    page.wait_for_selector("#reset-link-box:not([hidden])")
+    assert "/#/reset/" in page.input_value("#reset-link")
+    newcomer = "#people li[data-email='newcomer@acme.test']"
+    page.select_option(f"{newcomer} [data-action=role]", "viewer")
+    page.wait_for_selector("#status:text('newcomer@acme.test is now viewer')")
+    # A key, shown once, that works; then revoked.
+    page.fill("#new-key-name", "page robot")
+    page.click("#new-key-form button[type=submit]")
+    page.wait_for_selector("#new-key-box:not([hidden])")
+    key = page.input_value("#new-key")
+    assert key.startswith("hark_")
+    with server.client(key=key) as robot:
+        assert robot.get("/api/v1/jobs").status_code == 200
+        revoke = page.locator("#keys li", has_text="page robot").locator("[data-action=revoke]")
+        revoke.click()
+        revoke.click()
+        page.wait_for_selector("#status:text('page robot revoked')")
+        assert robot.get("/api/v1/jobs").status_code == 401  # at once on this server
+    audit = page.inner_text("#audit")
+    assert "key.revoked" in audit and "organisation.retention_changed" in audit
+
+    page.reload()
+    page.wait_for_selector("#org-admin:not([hidden])")
+    assert page.input_value("#retention-media") == "30"
+    listed = hark(data, "users", "list", "--org", "acme")
+    assert any("newcomer@acme.test" in line and "viewer" in line for line in listed.splitlines())
+
+    # A member sees the usage and the retention, but changes nothing and sees no admin part.
+    sign_in(page, "member@acme.test")
+    page.wait_for_selector("#org-card:not([hidden])")
+    wait_until(page, "() => document.getElementById('retention-media').disabled")
+    assert page.is_hidden("#org-admin")
+    assert page.input_value("#retention-media") == "30"

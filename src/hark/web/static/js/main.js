@@ -7,6 +7,7 @@ import {
 } from "./api.js";
 import { Jobs } from "./jobs.js";
 import { Live } from "./live.js";
+import { Organisation } from "./organisation.js";
 import { Reader } from "./reader.js";
 import { Search } from "./search.js";
 import { announce, hideError, showError } from "./util.js";
@@ -14,6 +15,7 @@ import { announce, hideError, showError } from "./util.js";
 const reader = new Reader({ onClose: () => go(null) });
 const jobs = new Jobs({ onOpen: (id) => go(id) });
 new Live();
+const organisation = new Organisation();
 new Search({ onPick: (hit) => go(hit.job_id, { segment: hit.segment_id, t: hit.start }) });
 
 function go(jobId, params = {}) {
@@ -100,6 +102,7 @@ async function start() {
   try {
     await jobs.load();
   } catch (error) {
+    organisation.hide();
     if (error instanceof ApiError && error.status === 401) {
       document.getElementById("signin-panel").open = true;
       showError(signedIn() || getKey() ? `${error.message}: sign in again.`
@@ -114,6 +117,7 @@ async function start() {
   hideError();
   route();
   loadModels();
+  organisation.load();
 }
 
 // The model names the server knows, when it offers the OpenAI-style model list.
