@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hark.accounts import policy
 from hark.api.state import Principal, ServiceState
 from hark.audit.actor import request_actor
 from hark.errors import JobStateError, NotFoundError
@@ -38,6 +39,9 @@ def enroll_speaker(state: ServiceState, principal: Principal, job_id: str, speak
     with state.db.session() as session:
         current = service.read(session, state.storage, principal.tenant_id, job_id)
         job = service.completed_job(session, principal.tenant_id, job_id)
+        # Enrolling names the speaker in this job's transcript: refused before the voice
+        # is read and embedded, not after.
+        policy.check_manages(principal, job.user_id)
         media_key = job.media_key
     turns = [(s.start, s.end) for s in current.transcript.segments if s.speaker == speaker_id]
     if not turns:
