@@ -1,4 +1,5 @@
-"""Event streams end within seconds of their key being revoked by `hark keys revoke`.
+"""Event streams end within seconds of their key being revoked by `hark keys revoke`,
+or of their sign-in being ended (signed out, the person disabled).
 
 A job's Server-Sent Events and WebSocket and the tenant feed's two are held open with
 a key, then `hark keys revoke` runs as a process of its own against the same
@@ -21,6 +22,8 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
+from hark.accounts.service import create_user, disable, find_user
+from hark.audit.actor import COMMAND_LINE
 from hark.events.redis import RedisBus
 from tests.support.common import returns_within
 from tests.support.redis_server import RedisServer
@@ -42,7 +45,8 @@ pytestmark = pytest.mark.timeout(120)
 # Streams recheck their key every RECHECK_SECONDS (2 s). Without revocation they would
 # stay open for good (no worker runs the job), so a generous bound tells the two apart.
 ENDS_WITHIN = 30.0
-REVOKED = {"type": "error", "error": "the API key was revoked", "error_code": "UNAUTHORIZED"}
+GONE = "the API key was revoked or the sign-in ended"
+REVOKED = {"type": "error", "error": GONE, "error_code": "UNAUTHORIZED"}
 
 
 def revoke_with_the_cli(data_dir: Path, key: str, database_url: str | None = None) -> None:
@@ -88,7 +92,7 @@ class Streams:
                 while True:
                     socket.receive_json()
             assert closed.value.code == 4401, name
-            assert closed.value.reason == "the API key was revoked", name
+            assert closed.value.reason == GONE, name
 
 
 def assert_streams_end_on_revocation(data_dir: Path, submit_on: Service, sse_on: Service,
@@ -136,3 +140,57 @@ def test_scaled_streams_on_every_replica_end_when_their_key_is_revoked(
     first, second, data_dir, database_url = replicas
     # Submitted through one replica; SSE held by it, WebSockets by the other.
     assert_streams_end_on_revocation(data_dir, first, first, second, database_url)
+
+
+def login(svc: Service, email: str) -> dict[str, Any]:
+    answer = svc.client.post(f"{API}/auth/login",
+                             json={"email": email, "password": "correct horse battery"})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_streams_end_when_their_sign_in_ends_or_their_person_is_disabled(
+        tmp_path: Path) -> None:
+    settings = service_settings(tmp_path / "data", allow_anonymous=False)
+    with serve(settings, workers=False) as svc:
+        with svc.state.db.session(write=True) as session:
+            for email in ("ana@acme.test", "bo@acme.test"):
+                create_user(session, email=email, organisation="acme", role="member",
+                            password="correct horse battery", actor=COMMAND_LINE)
+        ana, other_sign_in = login(svc, "ana@acme.test"), login(svc, "ana@acme.test")
+        with svc.state.db.session() as session:
+            bo_id = find_user(session, "bo@acme.test").id
+        bo_key = svc.create_key("acme", scopes="jobs:read", user_id=bo_id)
+        job = svc.submit(sine_wav(0.5), "waiting.wav",
+                         headers=bearer(ana["access_token"]))
+        with ExitStack() as stack:
+            streams = Streams(stack, ana["access_token"], job["id"], svc, svc)
+            second = stack.enter_context(svc.client.websocket_connect(
+                f"{API}/ws", headers=bearer(other_sign_in["access_token"])))
+            assert second.receive_json() == {"type": "ready"}
+            bo = stack.enter_context(svc.client.websocket_connect(
+                f"{API}/ws", headers=bearer(bo_key)))
+            assert bo.receive_json() == {"type": "ready"}
+
+            # Signing out ends that sign-in's streams; her other sign-in goes on.
+            out = svc.client.post(f"{API}/auth/logout",
+                                  json={"refresh_token": ana["refresh_token"]})
+            assert out.status_code == 204, out.text
+            returns_within(streams.assert_all_end, ENDS_WITHIN,
+                           "the streams stayed open after their sign-in ended")
+            later = svc.submit(sine_wav(0.5), "later.wav",
+                               headers=bearer(other_sign_in["access_token"]))
+            assert second.receive_json()["job_id"] == later["id"]
+
+            # A disabled person's key ends its streams too.
+            with svc.state.db.session(write=True) as session:
+                disable(session, find_user(session, "bo@acme.test"), actor=COMMAND_LINE)
+
+            def bo_ends() -> None:
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    while True:
+                        bo.receive_json()
+                assert closed.value.code == 4401
+
+            returns_within(bo_ends, ENDS_WITHIN, "a disabled person's key kept its stream")

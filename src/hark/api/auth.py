@@ -65,8 +65,8 @@ async def _principal(connection: HTTPConnection, raw: str | None) -> Principal:
                                   "or 'X-API-Key: <key>'")
     digest = hash_key(raw)
     principal = state.keys.get(digest)
-    # A key an open stream found revoked is not taken from the cache any more.
-    if principal is not None and principal.api_key_id not in key_watch(connection).revoked_ids:
+    # A key or sign-in an open stream found revoked is not taken from the cache any more.
+    if principal is not None and not key_watch(connection).is_revoked(principal):
         return principal
     if raw.startswith(KEY_PREFIX):
         return await run_in_threadpool(_lookup, state, raw, digest)

@@ -1,18 +1,21 @@
-"""Open event streams end within seconds of their key being revoked.
+"""Open event streams end within seconds of their key being revoked, or of their
+sign-in being ended.
 
 A stream is authenticated once, when it opens, and may then stay open for hours. So
-the keys of open streams are checked against the database again every
-`RECHECK_SECONDS`: one query per process for all of them, made only while a stream
-is open. The database is what every process shares (`hark keys revoke` writes it from
-a process of its own; API replicas share it in scaled mode), so a revocation reaches
-the streams of every process within that interval, and keys deleted outright count
-as revoked.
+the credentials of open streams are checked against the database again every
+`RECHECK_SECONDS`: a key must still be live (and a person's key, its person not
+disabled); a signed-in person's sign-in must not have been ended (signed out,
+revoked, its refresh token reused) nor the person disabled. One query per kind per
+process for all of them, made only while a stream is open. The database is what every
+process shares (`hark keys revoke` writes it from a process of its own; API replicas
+share it in scaled mode), so a revocation reaches the streams of every process within
+that interval, and keys, people and sign-ins deleted outright count as revoked.
 
-A stream watches its key with `key_watch(connection).watch(principal)`, whose event
-is set once the key is found revoked, and ends itself: Server-Sent Events with a last
+A stream watches its credential with `key_watch(connection).watch(principal)`, whose
+event is set once it is found revoked, and ends itself: Server-Sent Events with a last
 `error` event, a WebSocket with close code 4401 (`run_until_revoked` does the racing).
-Keys found revoked are also remembered, so that this process stops taking them from
-its short-lived key cache at once.
+Credentials found revoked are also remembered, so that this process stops taking them
+from its short-lived credential cache at once.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
+from hark.accounts.models import RefreshToken, User
 from hark.api.state import Principal, ServiceState
 from hark.db import Database
 from hark.keys.models import ApiKey
@@ -38,8 +42,18 @@ _QUERY_CHUNK = 500
 _MAX_REMEMBERED = 10_000
 
 
+def credential(principal: Principal) -> str | None:
+    """What a caller's access rests on: "key:<id>", "session:<id>:<user id>", or None
+    for the anonymous local user (nothing to revoke)."""
+    if principal.api_key_id is not None:
+        return f"key:{principal.api_key_id}"
+    if principal.session_id is not None and principal.user_id is not None:
+        return f"session:{principal.session_id}:{principal.user_id}"
+    return None
+
+
 class KeyWatch:
-    """The keys of this process's open streams, and the events that end them."""
+    """The credentials of this process's open streams, and the events that end them."""
 
     def __init__(self, db: Database, interval: float = RECHECK_SECONDS) -> None:
         self.db = db
@@ -51,10 +65,10 @@ class KeyWatch:
 
     @contextmanager
     def watch(self, principal: Principal) -> Iterator[asyncio.Event]:
-        """An event set when `principal`'s key is revoked, while inside the block.
-        Anonymous callers have no key to revoke: their event is never set."""
+        """An event set when `principal`'s key or sign-in is revoked, while inside the
+        block. Anonymous callers have nothing to revoke: their event is never set."""
         revoked = asyncio.Event()
-        key_id = principal.api_key_id
+        key_id = credential(principal)
         if key_id is None:
             yield revoked
             return
@@ -93,19 +107,38 @@ class KeyWatch:
                     for revoked in self._holders.get(key_id, ()):
                         revoked.set()
 
-    def _live_ids(self, key_ids: list[str]) -> set[str]:
+    def is_revoked(self, principal: Principal) -> bool:
+        return credential(principal) in self.revoked_ids
+
+    def _live_ids(self, credentials: list[str]) -> set[str]:
+        keys = [c.split(":", 1)[1] for c in credentials if c.startswith("key:")]
+        sessions = [c.split(":")[1:] for c in credentials if c.startswith("session:")]
         live: set[str] = set()
         with self.db.session() as session:
-            for start in range(0, len(key_ids), _QUERY_CHUNK):
-                chunk = key_ids[start:start + _QUERY_CHUNK]
-                live.update(session.scalars(select(ApiKey.id).where(
-                    ApiKey.id.in_(chunk), ApiKey.revoked_at.is_(None))))
+            for chunk in _chunks(keys):
+                live.update(f"key:{key_id}" for key_id in session.scalars(
+                    select(ApiKey.id).outerjoin(User, User.id == ApiKey.user_id).where(
+                        ApiKey.id.in_(chunk), ApiKey.revoked_at.is_(None),
+                        User.disabled_at.is_(None))))
+            for chunk in _chunks([family for family, _ in sessions]):
+                ended = set(session.scalars(select(RefreshToken.family_id).where(
+                    RefreshToken.family_id.in_(chunk), RefreshToken.revoked_at.is_not(None))))
+                enabled = set(session.scalars(select(User.id).where(
+                    User.id.in_({user for family, user in sessions if family in chunk}),
+                    User.disabled_at.is_(None))))
+                live.update(f"session:{family}:{user}" for family, user in sessions
+                            if family in chunk and family not in ended and user in enabled)
         return live
 
     def _remember(self, key_id: str) -> None:
         if len(self.revoked_ids) >= _MAX_REMEMBERED:
             self.revoked_ids.clear()
         self.revoked_ids.add(key_id)
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _QUERY_CHUNK):
+        yield ids[start:start + _QUERY_CHUNK]
 
 
 def key_watch(connection: HTTPConnection) -> KeyWatch:

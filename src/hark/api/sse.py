@@ -22,7 +22,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from hark.events.base import Event
 
 KEEPALIVE_SECONDS = 15.0
-REVOKED_MESSAGE = "the API key was revoked"
+REVOKED_MESSAGE = "the API key was revoked or the sign-in ended"
 # The last event of a stream whose key was revoked.
 REVOKED: Event = {"type": "error", "error": REVOKED_MESSAGE, "error_code": "UNAUTHORIZED"}
 # Plain line feeds, as most servers (and OpenAI's) write them; sse-starlette's default
