@@ -1,11 +1,14 @@
-"""`hark live` on a corpus recording: from a file, and as raw PCM on standard input."""
+"""`hark live` on a corpus recording: from a file, as raw PCM or a container on standard
+input, from a microphone (a capture device fed from a file), and sent to a server."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from hark.evaluation.scoring import count_errors
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from tests.support.common import wait_for
 from tests.support.encode import encode
-from tests.support.server import HarkServer, create_key
+from tests.support.server import HarkServer, clean_env, create_key, hark_command
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -78,6 +81,8 @@ def test_standard_input_at_eight_kilohertz(whisper_env: Path, corpus_dir: Path) 
     (["-", "--save"], 2, "give --server"),
     (["-", "--server", "ftp://example.com"], 1, "--server must be an http(s) URL"),
     (["-", "--server", "http://127.0.0.1:1"], 1, "SERVER_UNREACHABLE"),
+    ([], 2, "or --mic (one of them)"),
+    (["x.wav", "--mic"], 2, "or --mic (one of them)"),
 ])
 def test_bad_invocations_fail_with_a_message(cli_env: Path, args: list[str], code: int,
                                              message: str) -> None:
@@ -136,3 +141,69 @@ def test_the_command_line_does_not_load_prometheus() -> None:
         [sys.executable, "-c", "import sys, hark.cli; print('prometheus_client' in sys.modules)"],
         capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "False"
+
+
+def portaudio_or_skip() -> None:
+    import os
+
+    try:
+        import sounddevice  # noqa: F401
+    except OSError as exc:  # the library, not the module, is missing
+        reason = f"PortAudio is not installed ({exc}): apt-get install libportaudio2"
+        if os.environ.get("HARK_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+ALSA_FILE_CAPTURE = """\
+pcm.!default {{ type plug slave.pcm "speech" }}
+pcm.speech {{ type file slave.pcm "null" file "/dev/null" infile "{raw}" format "raw" }}
+"""
+
+
+def test_the_microphone_through_portaudio(corpus_dir: Path, tmp_path: Path) -> None:
+    """`hark live --mic` records through PortAudio and ALSA from a capture device whose
+    samples come from a file (ALSA's file plugin): the real recording path, with
+    speech in place of a microphone. Ctrl-C ends it the normal way: the transcript
+    is written and the exit status is 0."""
+    portaudio_or_skip()
+    audio = load_audio(corpus_dir / "asr" / "jfk_inaugural_1961.flac")[1]
+    raw = tmp_path / "speech.raw"
+    np.rint(np.clip(audio, -1, 1) * 32767).astype("<i2").tofile(raw)
+    (tmp_path / ".asoundrc").write_text(ALSA_FILE_CAPTURE.format(raw=raw))
+    out = tmp_path / "mic.srt"
+    env = clean_env(tmp_path / "data", {"HOME": str(tmp_path), "HARK_MODEL_PACKAGES": "true"})
+    process = subprocess.Popen(hark_command("live", "--mic", "-l", "en", "-o", str(out)),
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    # Should the last phrase never be heard, Ctrl-C comes anyway.
+    deadline = threading.Timer(90, process.send_signal, [signal.SIGINT])
+    deadline.start()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # finals, as they come
+            lines.append(line)
+            if "for your country" in line.lower():  # the last phrase
+                break
+        process.send_signal(signal.SIGINT)
+        rest, errors = process.communicate(timeout=60)
+    finally:
+        deadline.cancel()
+        process.kill()
+    assert process.returncode == 0, errors
+    text = " ".join(t for _, _, t in finals("".join(lines) + rest))
+    assert count_errors(REFERENCE, text, "en").rate <= 0.2, text
+    assert [c.content for c in srt.parse(out.read_text())] == \
+        [t for _, _, t in finals("".join(lines) + rest)]
+
+
+def test_no_microphone_is_a_clear_error(cli_env: Path, tmp_path: Path) -> None:
+    portaudio_or_skip()
+    # An ALSA configuration with no capture device at all.
+    (tmp_path / ".asoundrc").write_text("pcm.!default { type null }\n")
+    result = subprocess.run(hark_command("live", "--mic", "--device", "no such device"),
+                            env=clean_env(cli_env, {"HOME": str(tmp_path)}),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "NO_MICROPHONE" in result.stderr and "no such device" in result.stderr

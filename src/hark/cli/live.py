@@ -1,5 +1,7 @@
-"""`hark live`: transcribe as the audio comes, from a file or from standard input.
+"""`hark live`: transcribe as the audio comes, from a file, standard input or the
+microphone.
 
+    hark live --mic                               # the default microphone (hark[mic])
     hark live talk.mp3 --realtime                 # played at real speed
     ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | hark live -
     ffmpeg -i URL -c:a libopus -f webm - | hark live - --encoding container
@@ -12,7 +14,9 @@ writes the finals as a transcript when the stream ends.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ import typer
 
 from hark.cli.console import err, fail
 from hark.cli.live_remote import ServerError, StreamResult, stream
+from hark.cli.microphone import microphone_frames
 from hark.config import get_settings
 from hark.errors import HarkError, OptionError
 from hark.pipeline import writers
@@ -38,8 +43,13 @@ STDIN_READ_BYTES = 4096
 
 
 def live(
-    source: Annotated[str, typer.Argument(help="An audio or video file, or - for standard "
-                      "input (raw PCM, or a container with --encoding container).")],
+    source: Annotated[str | None, typer.Argument(
+        help="An audio or video file, or - for standard input (raw PCM, or a container "
+             "with --encoding container); none with --mic.")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="Record from the microphone (Ctrl-C "
+                   "stops).")] = False,
+    device: Annotated[str | None, typer.Option(help="With --mic: the input device, by index "
+                      "or part of its name (default: the system's).")] = None,
     model: Annotated[str | None, typer.Option("-m", "--model", help="Model name or path; "
                      "default HARK_DEFAULT_MODEL.")] = None,
     language: Annotated[str | None, typer.Option("-l", "--language",
@@ -78,10 +88,17 @@ def live(
                          "give --server (here, -o writes the transcript)", field="save"), 2)
     if diarize and not save:
         fail(OptionError("--diarize needs --save", field="diarize"), 2)
+    if (source is None) == (not mic):
+        fail(OptionError("give a file, - for standard input, or --mic (one of them)",
+                         field="source"), 2)
     try:
-        if source == "-":
-            frames: Iterator[bytes] = _stdin_frames(sys.stdin.buffer)
+        if mic:
+            frames: Iterator[bytes] = _until_interrupted(microphone_frames(device))
+            encoding, sample_rate = "pcm16", SAMPLE_RATE
+        elif source == "-":
+            frames = _stdin_frames(sys.stdin.buffer)
         else:
+            assert source is not None
             frames, encoding, sample_rate = _file_frames(Path(source), realtime), "pcm16", \
                 SAMPLE_RATE
         if server is None:
@@ -172,6 +189,26 @@ def _file_frames(path: Path, realtime: bool) -> Iterator[bytes]:
             time.sleep(max(0.0, started + start / SAMPLE_RATE - time.monotonic()))
         piece = np.clip(audio[start:start + step], -1.0, 1.0) * 32767
         yield np.rint(piece).astype("<i2").tobytes()
+
+
+def _until_interrupted(frames: Iterator[bytes]) -> Iterator[bytes]:
+    """Ctrl-C ends a microphone stream the normal way: what was said last is still
+    decoded, printed and written. The first one only asks the stream to stop (it may
+    come while a phrase is being decoded); a second one quits at once."""
+    stop = threading.Event()
+
+    def ask_to_stop(_signal: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask_to_stop)
+    try:
+        for piece in frames:
+            if stop.is_set():
+                return
+            yield piece
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _stdin_frames(stream: BinaryIO) -> Iterator[bytes]:
