@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import soxr
@@ -16,6 +17,7 @@ from openai import OpenAI
 
 from hark.evaluation.scoring import count_errors
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
+from tests.support.common import wait_for
 from tests.support.openai_client import LiveServer, live_server
 from tests.support.service import service_settings
 
@@ -62,6 +64,13 @@ def events_until(connection: Any, done: int) -> list[Any]:
     return events
 
 
+def metric(server: LiveServer, name: str) -> float:
+    """The sum of a metric's samples in /metrics (0 when absent)."""
+    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith((name + " ", name + "{")))
+
+
 def send_audio(connection: Any, data: bytes, piece: int = 9600) -> None:
     for start in range(0, len(data), piece):
         connection.input_audio_buffer.append(
@@ -69,8 +78,10 @@ def send_audio(connection: Any, data: bytes, piece: int = 9600) -> None:
 
 
 @pytest.mark.parametrize("shape", ["session", "transcription_session"])
-def test_server_vad_session_through_the_sdk(client: OpenAI, speech_24k: bytes,
-                                            shape: str) -> None:
+def test_server_vad_session_through_the_sdk(client: OpenAI, server: LiveServer,
+                                            speech_24k: bytes, shape: str) -> None:
+    heard_before = metric(server, "hark_live_audio_seconds_total")
+    streams_before = metric(server, "hark_live_streams")
     with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
         if shape == "session":
             connection.session.update(session={  # type: ignore[misc, arg-type]
@@ -104,6 +115,10 @@ def test_server_vad_session_through_the_sdk(client: OpenAI, speech_24k: bytes,
                          if e.type == "conversation.item.input_audio_transcription.delta")
         assert item.transcript.startswith(deltas), (deltas, item.transcript)
     assert types[-1] == "error" and events[-1].error.code == "idle_timeout", events[-1]
+    # Counted like Hark's own live streams: the audio heard, and the stream once closed.
+    heard = metric(server, "hark_live_audio_seconds_total") - heard_before
+    assert heard == pytest.approx(len(speech_24k) / 2 / 24000 + 1.0, abs=0.1)
+    assert wait_for(lambda: metric(server, "hark_live_streams") == streams_before, 10)
 
 
 def test_manual_turns_commit_one_item(client: OpenAI, speech_24k: bytes) -> None:

@@ -20,11 +20,14 @@ import base64
 import binascii
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hark import metrics
 from hark.errors import HarkError
+from hark.pipeline.audio import SAMPLE_RATE
 from hark.pipeline.engines.base import Engine
 from hark.pipeline.live import LiveEvent, LiveOptions, LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
@@ -221,7 +224,13 @@ class RealtimeSession:
             raise ConfigError("audio is not valid base64", field="audio") from None
         transcriber = self._start()
         assert self._decoder is not None
-        return self._translate(transcriber.feed(self._decoder.decode(data)))
+        started = time.monotonic()
+        samples = self._decoder.decode(data)
+        events = transcriber.feed(samples)
+        model = transcriber.engine.name
+        metrics.LIVE_AUDIO_SECONDS.labels(model).inc(samples.shape[0] / SAMPLE_RATE)
+        metrics.LIVE_WORK_SECONDS.labels(model).inc(time.monotonic() - started)
+        return self._translate(events)
 
     def _commit(self) -> list[Event]:
         transcriber = self._transcriber

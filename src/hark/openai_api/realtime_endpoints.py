@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
+from hark import metrics
 from hark.api.revocation import key_watch, run_until_revoked
 from hark.api.sse import REVOKED_MESSAGE
 from hark.api.state import ServiceState
@@ -55,6 +56,8 @@ async def realtime(websocket: WebSocket) -> None:
         return
     with contextlib.ExitStack() as held:
         held.callback(slots.give_back, principal.tenant_id)
+        metrics.LIVE_STREAMS.inc()
+        held.callback(metrics.LIVE_STREAMS.dec)
 
         def engine_for(model: str | None, language: str | None) -> Engine:
             """Runs in a worker thread at the first audio: loading may take seconds."""
