@@ -1,7 +1,7 @@
 """Single sign-on against a real OpenID Connect provider running in the test (the
-`oidc-provider-mock` package: authlib's authorization server behind Flask): the browser's
-round trip driven over HTTP, the user made on first sign-in, and every way the answer
-can be wrong."""
+`oidc-provider-mock` package: authlib's authorization server behind Flask, with PKCE
+required in front of it by tests/support/pkce.py): the browser's round trip driven over
+HTTP, the user made on first sign-in, and every way the answer can be wrong."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.support.pkce import RequirePkce, serve_in_thread
 from tests.support.service import API, JOBS, Service, assert_error, bearer, serve, service_settings
 
 with warnings.catch_warnings():
@@ -21,11 +22,16 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[str]:
+def provider() -> RequirePkce:
     users = [oidc_mock.User(sub="ada-1", claims={"email": "ada@example.test",
                                                  "email_verified": True, "name": "Ada"})]
-    with oidc_mock.run_server_in_thread(user_claims=users) as server:
-        yield f"http://localhost:{server.server_port}"
+    return RequirePkce(oidc_mock.app(user_claims=users))
+
+
+@pytest.fixture(scope="module")
+def issuer(provider: RequirePkce) -> Iterator[str]:
+    with serve_in_thread(provider) as port:
+        yield f"http://localhost:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +108,23 @@ def test_wrong_answers_are_refused(svc: Service) -> None:
     start(svc)
     denied = finish(svc, {"error": "access_denied", "state": fresh["state"]})
     assert_error(denied, 401, "UNAUTHORIZED")
+
+
+def test_a_code_is_worth_nothing_without_the_verifier(svc: Service, issuer: str,
+                                                      provider: RequirePkce) -> None:
+    """PKCE: the code comes back through the browser, where it can leak; the verifier
+    never leaves Hark. A stolen code sent to the provider without it is refused (and
+    spent), and Hark's own exchanges pass because it sends the right one."""
+    refused = provider.refused
+    location, asked = start(svc)
+    answer = authorize(location, "ada-1")
+    stolen = httpx.post(f"{issuer}/oauth2/token", auth=("hark-test", "s3cret"), timeout=10,
+                        data={"grant_type": "authorization_code", "code": answer["code"],
+                              "redirect_uri": asked["redirect_uri"]})
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    assert assert_error(finish(svc, answer), 401, "UNAUTHORIZED")["details"]["reason"] == \
+        "oidc_code_refused"
+    assert provider.refused == refused + 2  # the thief's try, then the spent code
+    location, _ = start(svc)
+    assert finish(svc, authorize(location, "ada-1")).status_code == 302
+    assert provider.refused == refused + 2
