@@ -18,11 +18,12 @@ from hark.evaluation.asr import ManifestItem, read_manifest
 from hark.evaluation.scoring import count_errors, total
 from hark.live.realtime import RealtimeSession
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
-from hark.pipeline.engines.base import Engine
+from hark.pipeline.engines.base import Engine, Recognition
 from hark.pipeline.engines.select import borrow_engine, engine_cache
 from hark.pipeline.live import LiveEvent, LiveOptions, LiveTranscriber
 from hark.pipeline.options import TranscribeOptions
 from hark.pipeline.run import transcribe_audio
+from hark.pipeline.transcript import Segment, Word
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
@@ -169,6 +170,53 @@ class BreaksOnce:
         if self.calls == 1:
             raise RuntimeError("the decoder crashed")
         return self._engine.recognize(*args, **kwargs)
+
+
+class LoopsOnce:
+    """The real engine, except that its first recognitions of speech answer what a
+    decoder caught in a loop answers: runs of "." and one word over and over. Later
+    calls, and the prompts they are given, are the real ones."""
+
+    def __init__(self, engine: Engine, times: int = 2) -> None:
+        self._engine = engine
+        self.left = times
+        self.prompts: list[str | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def recognize(self, audio: np.ndarray, chunks: Any, options: TranscribeOptions) -> Any:
+        self.prompts.append(options.initial_prompt)
+        if self.left == 0:
+            return self._engine.recognize(audio, chunks, options)
+        self.left -= 1
+        end = audio.shape[0] / SAMPLE_RATE
+        junk = [Word(".", end * i / 60, end * (i + 1) / 60) for i in range(30)] + \
+            [Word("the", end * (30 + i) / 60, end * (31 + i) / 60) for i in range(30)]
+        segment = Segment(id=0, start=0.0, end=end, text=" ".join(w.word for w in junk),
+                          words=junk)
+        return Recognition(language="en", language_probability=1.0, segments=iter([segment]))
+
+
+def test_a_decoder_caught_in_a_loop_gives_nothing_out_and_does_not_poison_the_rest(
+        engine: Engine, items: dict[str, ManifestItem]) -> None:
+    """Seen on a 60-minute stream: a run of "." given out as finals became the prompt,
+    and the decoder answered every later phrase with more of them."""
+    chosen = [items[i] for i in ("librispeech_1272-128104-0000", "ljspeech_LJ001-0002")]
+    pause = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
+    audio = np.concatenate([part for item in chosen for part in (samples_of(item), pause)])
+    looping = LoopsOnce(engine)
+    events, _ = stream(LiveTranscriber(cast(Engine, looping), ENGLISH), audio, seed=8)
+    assert looping.left == 0  # the loop did happen
+    text = final_text(events)
+    assert "." not in text.split() and "the the the" not in text.lower(), text
+    # No prompt ever carried the loop on.
+    assert not any(p and ". ." in p for p in looping.prompts), looping.prompts
+    # The second reader, after the loop, is heard as well as ever.
+    second = [e for e in events if e.kind == "final" and e.segment
+              and e.segment.start >= samples_of(chosen[0]).shape[0] / SAMPLE_RATE]
+    heard = " ".join(e.segment.text for e in second if e.segment)
+    assert count_errors(chosen[1].text, heard, "en").rate <= 0.15, heard
 
 
 def test_a_realtime_item_whose_recognition_breaks_fails_and_the_session_goes_on(

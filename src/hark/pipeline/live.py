@@ -15,9 +15,10 @@ Macháček et al., "Turning Whisper into Real-Time Transcription System", 2023),
 decode is never trusted on its own and nothing is ever taken back. When the
 committed words reach a sentence end, that sentence is given out as `final` and the
 audio before it is dropped, so a decode never covers more than `max_buffer_seconds`.
-When the speaker stops (a pause of `end_silence_ms`), the rest is decoded once more,
-with the full beam, and given out. Memory therefore holds one utterance's tail,
-however long the stream runs.
+When the speaker stops (a pause of `end_silence_ms`), the rest is decoded once more
+and given out, unless the last decode already came after the speech ended
+(`reuse_decode_after_ms`): then its words are given out at once. Memory therefore
+holds one utterance's tail, however long the stream runs.
 
 Times are seconds from the start of the stream. Any `Engine` will do: it is given
 the buffer as a recording with one chunk.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -61,6 +63,10 @@ class LiveOptions:
     max_buffer_seconds: float = 24.0
     # The text given out last kept as the decoder's prompt (characters).
     prompt_chars: int = 200
+    # When speech stops and the last decode of the utterance came at least this long
+    # after the speech ended, its words are given out as they are instead of decoding
+    # the utterance once more (which would only add silence). None: always decode.
+    reuse_decode_after_ms: int | None = None
 
 
 @dataclass
@@ -156,7 +162,7 @@ class LiveTranscriber:
             else:
                 self._pre_roll.append(window.copy())
             if change == "stopped":
-                events += self._end_utterance()
+                events += self._end_utterance(silence_heard=True)
                 events.append(LiveEvent("speech_stopped", self.received / SAMPLE_RATE))
         # A full buffer is decoded at once, however slow decodes have become: its words
         # are then given out and their audio dropped, which keeps the audio held bounded.
@@ -212,11 +218,23 @@ class LiveTranscriber:
                                     _segment(-1, hypothesis), stable=len(self._committed)))
         return events
 
-    def _end_utterance(self) -> list[LiveEvent]:
-        words = self._committed + self._new_words(self._decode(final=True))
+    def _end_utterance(self, *, silence_heard: bool = False) -> list[LiveEvent]:
+        if silence_heard and self._last_decode_heard_the_end():
+            words = self._committed + self._previous
+        else:
+            words = self._committed + self._new_words(self._decode(final=True))
         events = self._finals(words)
         self._forget_utterance()
         return events
+
+    def _last_decode_heard_the_end(self) -> bool:
+        """Whether the last decode came `reuse_decode_after_ms` or more after the speech
+        ended (by Silero), with the language known (else the final decode finds it)."""
+        after = self.live.reuse_decode_after_ms
+        if after is None or self.language is None:
+            return False
+        speech_end = self.received - self.live.end_silence_ms * SAMPLE_RATE // 1000
+        return self._decoded_at - speech_end >= after * SAMPLE_RATE // 1000
 
     def _release_sentences(self) -> list[LiveEvent]:
         """Give out committed words up to their last sentence end (or all of them when
@@ -267,8 +285,16 @@ class LiveTranscriber:
                           initial_prompt=prompt or self.options.initial_prompt)
         recognition = self.engine.recognize(audio, [Chunk(0, int(audio.shape[0]))], options)
         offset = self._buffer_start / SAMPLE_RATE
+        # Tokens without a letter or digit ("." alone) are not words: the decoder makes
+        # runs of them from noise, and prompted with such a run it makes more.
         words = [replace(w, start=w.start + offset, end=w.end + offset)
-                 for segment in recognition.segments for w in segment.words]
+                 for segment in recognition.segments for w in segment.words
+                 if _NOT_WORD.sub("", w.word)]
+        if _repetitive(words):
+            # A decoder caught in a loop ("the the the ..."): nothing of it is given
+            # out, and the prompt that may have led it there is dropped.
+            self._context = ""
+            return []
         if self.language is None and final and recognition.language:
             # The language found on a whole utterance holds for the rest of the stream.
             self.language = recognition.language
@@ -311,6 +337,17 @@ def _end_of_match(committed: list[Word], words: list[Word]) -> int | None:
             best = min(close, key=lambda i: abs(words[i].start - committed[-size].start))
             return best + size
     return None
+
+
+# Whisper's own bound: text that gzip shrinks more than this is a loop, not speech.
+MAX_COMPRESSION_RATIO = 2.4
+
+
+def _repetitive(words: list[Word]) -> bool:
+    if len(words) < 12:
+        return False
+    text = join_words(words).encode()
+    return len(text) / len(zlib.compress(text)) > MAX_COMPRESSION_RATIO
 
 
 def _agreed_prefix(previous: list[Word], current: list[Word]) -> int:
