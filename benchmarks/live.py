@@ -1,6 +1,6 @@
 """Live transcription on the English corpus: accuracy against offline, latency, capacity.
 
-    python -m benchmarks.live [--model auto] [--streams 1 2 4] [--items N]
+    python -m benchmarks.live [--model auto] [--streams 1 2 4] [--items N] [--half tune|report]
 
 Each recording is fed to `LiveTranscriber` 100 ms at a time, as a microphone would
 send it. With one stream, real time is simulated exactly: a piece "arrives" at its
@@ -109,10 +109,15 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=0, help="first N English items (0: all)")
     parser.add_argument("--end-silence-ms", type=int, default=LiveOptions().end_silence_ms)
     parser.add_argument("--decode-every", type=float, default=LiveOptions().decode_every)
+    parser.add_argument("--half", choices=["tune", "report"],
+                        help="every other English item: tune on one half, report on the other")
     args = parser.parse_args()
     live_options = LiveOptions(end_silence_ms=args.end_silence_ms, decode_every=args.decode_every)
     settings = Settings(_env_file=None, model_packages=True)
-    rows = english_manifest()[:args.items or None]
+    rows = english_manifest()
+    if args.half is not None:
+        rows = rows[0 if args.half == "tune" else 1::2]
+    rows = rows[:args.items or None]
     items = [(str(r["text"]), load_audio(corpus_dir() / str(r["audio"]))[1]) for r in rows]
     seconds = sum(a.shape[0] for _, a in items) / SAMPLE_RATE
     model = resolve_model(args.model, settings, "en")

@@ -15,10 +15,9 @@ Macháček et al., "Turning Whisper into Real-Time Transcription System", 2023),
 decode is never trusted on its own and nothing is ever taken back. When the
 committed words reach a sentence end, that sentence is given out as `final` and the
 audio before it is dropped, so a decode never covers more than `max_buffer_seconds`.
-When the speaker stops (a pause of `end_silence_ms`), the rest is decoded once more
-and given out, unless the last decode already came after the speech ended
-(`reuse_decode_after_ms`): then its words are given out at once. Memory therefore
-holds one utterance's tail, however long the stream runs.
+When the speaker stops (a pause of `end_silence_ms`), the rest is decoded once more,
+with the full beam, and given out. Memory therefore holds one utterance's tail,
+however long the stream runs.
 
 Times are seconds from the start of the stream. Any `Engine` will do: it is given
 the buffer as a recording with one chunk.
@@ -63,10 +62,6 @@ class LiveOptions:
     max_buffer_seconds: float = 24.0
     # The text given out last kept as the decoder's prompt (characters).
     prompt_chars: int = 200
-    # When speech stops and the last decode of the utterance came at least this long
-    # after the speech ended, its words are given out as they are instead of decoding
-    # the utterance once more (which would only add silence). None: always decode.
-    reuse_decode_after_ms: int | None = None
 
 
 @dataclass
@@ -162,7 +157,7 @@ class LiveTranscriber:
             else:
                 self._pre_roll.append(window.copy())
             if change == "stopped":
-                events += self._end_utterance(silence_heard=True)
+                events += self._end_utterance()
                 events.append(LiveEvent("speech_stopped", self.received / SAMPLE_RATE))
         # A full buffer is decoded at once, however slow decodes have become: its words
         # are then given out and their audio dropped, which keeps the audio held bounded.
@@ -218,23 +213,11 @@ class LiveTranscriber:
                                     _segment(-1, hypothesis), stable=len(self._committed)))
         return events
 
-    def _end_utterance(self, *, silence_heard: bool = False) -> list[LiveEvent]:
-        if silence_heard and self._last_decode_heard_the_end():
-            words = self._committed + self._previous
-        else:
-            words = self._committed + self._new_words(self._decode(final=True))
+    def _end_utterance(self) -> list[LiveEvent]:
+        words = self._committed + self._new_words(self._decode(final=True))
         events = self._finals(words)
         self._forget_utterance()
         return events
-
-    def _last_decode_heard_the_end(self) -> bool:
-        """Whether the last decode came `reuse_decode_after_ms` or more after the speech
-        ended (by Silero), with the language known (else the final decode finds it)."""
-        after = self.live.reuse_decode_after_ms
-        if after is None or self.language is None:
-            return False
-        speech_end = self.received - self.live.end_silence_ms * SAMPLE_RATE // 1000
-        return self._decoded_at - speech_end >= after * SAMPLE_RATE // 1000
 
     def _release_sentences(self) -> list[LiveEvent]:
         """Give out committed words up to their last sentence end (or all of them when
