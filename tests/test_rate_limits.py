@@ -8,10 +8,13 @@ import json
 import time
 
 import pytest
+from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.websockets import WebSocketDisconnect
 from typer.testing import CliRunner
 
+from hark.api.rate_limit import SweptMemoryStorage, rate_storage
 from hark.cli import app as cli
+from hark.keys.service import parse_rate
 from tests.support.service import (
     API,
     JOBS,
@@ -96,3 +99,22 @@ def test_a_rate_that_is_not_one_is_refused_by_the_command(svc: Service, rate: st
         assert changed.exit_code == 1 and "INVALID_OPTION" in changed.output
         reset = runner.invoke(cli, ["keys", "rate", created["id"]])
         assert reset.exit_code == 0 and "the server's rate" in reset.stdout
+
+
+def test_memory_counters_start_no_sweeper_thread_per_hit_and_still_expire() -> None:
+    # limits' memory storage would start a sweeper thread every 10 ms under load; ours
+    # sweeps at most once a second, and a counter's window still ends on time.
+    storage = rate_storage("memory://")
+    assert isinstance(storage, SweptMemoryStorage)
+    limiter = SlidingWindowCounterRateLimiter(storage)
+    item = parse_rate("3/second")[0]
+    sweepers = set()
+    for _ in range(3):
+        assert limiter.hit(item, "key", "k1")
+        time.sleep(0.03)  # longer than the library's 10 ms sweeper delay
+        sweepers.add(id(storage.timer))
+    assert not limiter.hit(item, "key", "k1")
+    assert len(sweepers) == 1
+    time.sleep(2.1)  # the window and the one before it have passed
+    assert limiter.hit(item, "key", "k1")
+    assert limiter.hit(item, "key", "k2")
