@@ -1,7 +1,8 @@
 """Erasing a person: everything they submitted (jobs with recordings, results, search
 index), the voice profiles they enrolled, their keys and sign-ins go; nothing of them is
 left in any table, file or index; the rest of the organisation stays; the last owner
-is refused. Over HTTP (an admin) and with `hark users erase`."""
+is refused. Over HTTP (an admin) and with `hark users erase`, on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -23,13 +24,13 @@ from tests.support.service import (
     Service,
     assert_error,
     bearer,
+    both_databases_fixture,
     commands_on,
-    service_fixture,
 )
 
 pytestmark = [pytest.mark.corpus]
 
-svc = service_fixture("erasure", allow_anonymous=False)
+svc = both_databases_fixture("erasure", allow_anonymous=False)
 runner = CliRunner()
 PASSWORD = "correct horse battery"
 

@@ -6,16 +6,13 @@ it recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from hark.audit.models import AuditEvent
 from hark.keys.service import authenticate
-from tests.support.service import API, Service, bearer, serve, service_settings
-from tests.test_db import throwaway_postgres
+from tests.support.service import API, Service, bearer, both_databases_fixture
 
 AUDIT = f"{API}/audit"
 # The tenant whose keys may read the audit log; `local` (anonymous callers) may not.
@@ -25,21 +22,7 @@ OPERATOR_TENANT = "ops"
 def audit_service_fixture(name: str) -> Any:
     """A module's `svc` fixture: the app without workers (jobs stay queued, no model is
     loaded) with the operator tenant `ops`, once on SQLite and once on PostgreSQL."""
-    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-    def fixture(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-        folder = tmp_path_factory.mktemp(f"{name}-{request.param}")
-        overrides: dict[str, Any] = {"operator_tenants": [OPERATOR_TENANT]}
-        if request.param == "postgresql":
-            with throwaway_postgres() as url, \
-                    serve(service_settings(folder, database_url=url, **overrides),
-                          workers=False) as service:
-                yield service
-        else:
-            with serve(service_settings(folder, **overrides), workers=False) as service:
-                yield service
-
-    return fixture
+    return both_databases_fixture(name, workers=False, operator_tenants=[OPERATOR_TENANT])
 
 
 def key_id(svc: Service, secret: str) -> str:

@@ -21,7 +21,7 @@ import io
 import os
 import wave
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -210,6 +210,24 @@ def service_fixture(name: str, *, workers: bool = True, **overrides: Any) -> Any
     return fixture
 
 
+def both_databases_fixture(name: str, *, workers: bool = True, **overrides: Any) -> Any:
+    """Like `service_fixture`, once on SQLite and once on a throwaway PostgreSQL
+    database (the real server)."""
+    from tests.test_db import throwaway_postgres  # a test module: imported when used
+
+    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    def fixture(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+        folder = tmp_path_factory.mktemp(f"{name}-{request.param}")
+        with ExitStack() as stack:
+            database = {"database_url": stack.enter_context(throwaway_postgres())} \
+                if request.param == "postgresql" else {}
+            yield stack.enter_context(serve(
+                service_settings(folder, **overrides, **database), workers=workers))
+
+    return fixture
+
+
 @contextmanager
 def serve(settings: Settings, *, workers: bool = True) -> Iterator[Service]:
     app = create_app(settings, workers=workers)
@@ -292,6 +310,8 @@ def video_without_audio(frames: int = 10) -> bytes:
 def commands_on(service: Service, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """`hark` commands run in this process act on `service`'s data directory."""
     monkeypatch.setenv("HARK_DATA_DIR", str(service.settings.data_dir))
+    if service.settings.database_url is not None:
+        monkeypatch.setenv("HARK_DATABASE_URL", service.settings.database_url)
     get_settings.cache_clear()
     try:
         yield
