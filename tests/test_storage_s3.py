@@ -29,6 +29,9 @@ pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hark[s
 from hark.storage.base import READ_CHUNK_BYTES
 from hark.storage.s3 import PART_SIZE, S3Storage, parse_s3_url
 
+# Every test here talks to moto's S3 server, which the module starts.
+pytestmark = [pytest.mark.services]
+
 BUCKET = "hark-storage-tests"
 
 
@@ -368,3 +371,9 @@ def test_open_storage_without_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
         open_storage(Settings(_env_file=None, storage_url=f"s3://{BUCKET}/p"))
     assert "hark[s3]" in str(caught.value)
     assert caught.value.details == {"package": "boto3"}
+
+
+def test_the_module_is_marked_as_starting_a_server(request: pytest.FixtureRequest) -> None:
+    # moto's server is a service this module starts: `pytest -m "not services"`, the
+    # quick subset of CONTRIBUTING.md, must leave every test here out.
+    assert request.node.get_closest_marker("services") is not None
