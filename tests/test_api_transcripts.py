@@ -7,10 +7,15 @@ One app with one worker serves the module.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from hark.audit.actor import COMMAND_LINE
+from hark.db.base import utcnow
+from hark.organisations.retention import sweep
+from hark.organisations.service import ensure_organisation, set_retention
 from tests.support.service import (
     API,
     JOBS,
@@ -228,6 +233,51 @@ def test_a_transcript_needs_a_completed_job(svc: Service, recording: bytes) -> N
     assert_error(svc.client.get(f"{JOBS}/{job['id']}/transcript"), 409, "JOB_NOT_READY")
 
 
+def test_every_route_serving_a_purged_jobs_results_or_recording_answers_410(
+        svc: Service) -> None:
+    job = _complete(svc, speech_wav(3.0), "gone.wav")
+    assert svc.client.delete(f"{JOBS}/{job['id']}", params={"purge": "true"}).status_code == 200
+    url = f"{JOBS}/{job['id']}"
+    # Gone for good, said as such on every route: not "not ready yet" (409), which
+    # invites a client to wait and ask again.
+    for method, path, params, body in [
+        ("GET", "/result", None, None),
+        ("GET", "/result", {"format": "srt"}, None),
+        ("GET", "/transcript", None, None),
+        ("GET", "/transcript", {"revision": "0"}, None),
+        ("PUT", "/transcript", None, {"speakers": {"SPEAKER_00": "Ann"}}),
+        ("GET", "/transcript/revisions", None, None),
+        ("POST", "/transcript/restore", None, {}),
+        ("POST", "/speakers/SPEAKER_00/enroll", None, {"name": "Ann"}),
+        ("GET", "/media", None, None),
+        ("GET", "/media/link", None, None),
+    ]:
+        response = svc.client.request(method, url + path, params=params, json=body)
+        answer = assert_error(response, 410, "JOB_PURGED")
+        assert "purged" in answer["error"], (method, path, answer)
+
+
+def test_a_voice_is_not_enrolled_from_a_recording_retention_deleted(
+        svc: Service, recording: bytes) -> None:
+    key = bearer(svc.create_key("tenant-retention", "kept-text"))
+    job = svc.submit(recording, "kept.wav", headers=key,
+                     fields={"diarize": "true", "num_speakers": "2", "language": "en"})
+    assert svc.wait(job["id"], headers=key)["status"] == "completed"
+    with svc.state.db.session(write=True) as session:
+        ensure_organisation(session, "tenant-retention")
+        set_retention(session, "tenant-retention", media_days=1, actor=COMMAND_LINE)
+    report = sweep(svc.state.db, svc.state.storage, now=utcnow() + timedelta(days=2))
+    assert report.media_deleted == 1 and report.jobs_purged == 0
+    url = f"{JOBS}/{job['id']}"
+    # The transcript stays; the recording, which the voice is taken from, is gone.
+    assert svc.client.get(f"{url}/transcript", headers=key).status_code == 200
+    for response in (svc.client.get(f"{url}/media", headers=key),
+                     svc.client.post(f"{url}/speakers/SPEAKER_00/enroll", headers=key,
+                                     json={"name": "Ann"})):
+        assert_error(response, 410, "JOB_PURGED")
+    assert svc.client.get(f"{API}/speakers", headers=key).json()["items"] == []
+
+
 # --- the recording ------------------------------------------------------------------------
 
 def test_the_recording_is_served_whole_and_in_ranges(svc: Service, recording: bytes,
@@ -311,7 +361,7 @@ def test_search_is_per_tenant_and_forgets_purged_jobs(svc: Service, recording: b
     assert svc.client.get(f"{API}/search", params=query, headers=other).json()["items"] == []
     assert svc.client.delete(f"{JOBS}/{job['id']}", params={"purge": "true"}).status_code == 200
     assert svc.client.get(f"{API}/search", params=query).json()["items"] == []
-    assert_error(svc.client.get(f"{JOBS}/{job['id']}/transcript"), 409, "JOB_NOT_READY")
+    assert_error(svc.client.get(f"{JOBS}/{job['id']}/transcript"), 410, "JOB_PURGED")
 
 
 @pytest.mark.parametrize(("params", "field"), [({"q": "?!"}, "q"), ({"q": ""}, "q"),

@@ -16,7 +16,7 @@ import numpy as np
 from hark.accounts import policy
 from hark.api.state import Principal, ServiceState
 from hark.audit.actor import request_actor
-from hark.errors import JobStateError, NotFoundError
+from hark.errors import JobPurgedError, NotFoundError
 from hark.pipeline.audio import SAMPLE_RATE, load_audio
 from hark.speakers import service as speakers
 from hark.speakers.embedding import embed_speech
@@ -48,8 +48,11 @@ def enroll_speaker(state: ServiceState, principal: Principal, job_id: str, speak
         raise SpeakerNotInTranscriptError(
             f"no segment of this transcript is spoken by {speaker_id!r}", speaker_id=speaker_id)
     if media_key is None:
-        raise JobStateError("the job's recording was purged; enrol the voice from a "
-                            "recording instead (POST /api/v1/speakers)")
+        # Deleted by a purge or by retention (which keeps the transcript): gone for good,
+        # as GET .../media says of it too.
+        raise JobPurgedError("the job's recording was deleted (purged); enrol the voice "
+                             "from a recording instead (POST /api/v1/speakers)",
+                             status="purged")
     with state.storage.local_path(media_key) as path:
         _, audio = load_audio(path, max_seconds=state.settings.max_audio_seconds)
     voice = _cut(audio, turns)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hark.accounts import policy
 from hark.api.state import Principal
 from hark.db import Database
-from hark.errors import ConflictError, JobStateError, NotFoundError
+from hark.errors import ConflictError, JobPurgedError, JobStateError, NotFoundError
 from hark.jobs import service as jobs
 from hark.jobs.models import COMPLETED, Job
 from hark.pipeline.transcript import Transcript
@@ -73,7 +73,9 @@ def completed_job(session: Session, tenant_id: str, job_id: str) -> Job:
         raise JobStateError(f"the job is {job.status}; a transcript exists once it is "
                             "completed", status=job.status)
     if job.result_key is None:
-        raise JobStateError("the job's result was purged", status=job.status)
+        # Gone for good (410), unlike a job still running (409): asking again never helps.
+        raise JobPurgedError("the job's results were deleted (purged) and cannot be read "
+                             "again", status=job.status)
     return job
 
 
