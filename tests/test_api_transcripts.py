@@ -390,9 +390,9 @@ def test_a_canceled_job_is_retried_with_its_recording_and_options(
     assert (svc.storage_root / "media" / retry["id"] / "source").read_bytes() == recording
     done = svc.wait(retry["id"])
     assert done["status"] == "completed", done
-    # Only failed or canceled jobs; a purged one has nothing to run.
+    # Only failed or canceled jobs; a purged upload has nothing left to run.
     assert_error(svc.client.post(f"{JOBS}/{retry['id']}/retry"), 409, "JOB_NOT_READY")
-    assert_error(svc.client.post(f"{JOBS}/{job['id']}/retry"), 409, "JOB_NOT_READY")
+    assert_error(svc.client.post(f"{JOBS}/{job['id']}/retry"), 410, "JOB_PURGED")
 
 
 # --- enrolling a voice from a job ---------------------------------------------------------

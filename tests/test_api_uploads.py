@@ -379,3 +379,51 @@ def test_slow_sources_never_slow_the_api(svc: Service, source: ScriptedServer) -
     # The worker notices at its next progress write and removes what it fetched.
     wait_for(lambda: not (svc.storage_root / "media" / jobs[0]["id"]).exists(),
              message="the fetched bytes of a canceled job stay in storage")
+
+
+# --- retrying a purged job ------------------------------------------------------------------
+
+def test_a_purged_url_job_is_retried_by_fetching_its_url_again(
+        svc: Service, source: ScriptedServer) -> None:
+    # The source is not there yet: the job fails, and the purge leaves nothing of its
+    # recording, but its URL still says where the recording is.
+    source.route("/back-later.wav", respond(404, b"not yet"))
+    response = submit_json(svc, {"source": {"url": source.url("/back-later.wav")},
+                                 "language": "en"})
+    assert response.status_code == 202, response.text
+    failed = svc.wait(response.json()["id"])
+    assert failed["status"] == "failed", failed
+    purged = svc.client.delete(f"{JOBS}/{failed['id']}", params={"purge": "true"})
+    assert purged.status_code == 200 and purged.json()["purged"] is True
+
+    source.route("/back-later.wav", respond(200, SPEECH, {"Content-Type": "audio/wav"}))
+    before = len(source.requests)
+    response = svc.client.post(f"{JOBS}/{failed['id']}/retry")
+    assert response.status_code == 202, response.text
+    retry = response.json()
+    assert retry["id"] != failed["id"] and retry["purged"] is False
+    assert retry["filename"] == "back-later.wav" and retry["options"] == {"language": "en"}
+    assert retry["duration"] is None  # fetched by the worker, not by the request
+    done = svc.wait(retry["id"])
+    assert done["status"] == "completed", done
+    assert [r.path for r in source.requests[before:]] == ["/back-later.wav"]
+    assert (svc.storage_root / "media" / retry["id"] / "source").read_bytes() == SPEECH
+
+
+def test_a_purged_upload_job_is_not_retried(svc: Service, source: ScriptedServer) -> None:
+    # The one worker is kept fetching a source that never ends, so the uploaded job is
+    # still queued when it is purged (a canceled job may be retried; a completed not).
+    source.route("/hold.wav", trickle(0.2))
+    holding = submit_json(svc, {"source": {"url": source.url("/hold.wav")}}).json()
+    svc.wait(holding["id"], until=frozenset({"running"}))
+    job = svc.submit(SPEECH, "once.wav")
+    purged = svc.client.delete(f"{JOBS}/{job['id']}", params={"purge": "true"}).json()
+    assert (purged["status"], purged["purged"]) == ("canceled", True)
+    jobs = svc.job_ids()
+
+    # Its recording existed only here: nothing to run again, and no new job.
+    body = assert_error(svc.client.post(f"{JOBS}/{job['id']}/retry"), 410, "JOB_PURGED")
+    assert "upload" in body["error"] and body["details"]["status"] == "canceled"
+    assert svc.job_ids() == jobs
+    svc.client.delete(f"{JOBS}/{holding['id']}", params={"purge": "true"})
+    svc.wait(holding["id"])

@@ -18,7 +18,7 @@ from hark.audit.actor import request_actor
 from hark.audit.models import JOB_CANCELED, JOB_PURGED
 from hark.db.base import new_id
 from hark.db.hooks import after_commit
-from hark.errors import JobStateError
+from hark.errors import JobPurgedError, JobStateError
 from hark.jobs import events, feed, intake, service
 from hark.jobs.keys import media_key, results_prefix
 from hark.jobs.models import CANCELED, FAILED, Job
@@ -62,8 +62,9 @@ def retry(session: Session, state: ServiceState, principal: Principal, job_id: s
     """A new job from a failed or canceled one's recording and options.
 
     The recording is copied under the new job's own key rather than shared, so purging
-    either job never takes the other's media with it. The old job stays as it was (its
-    error is history).
+    either job never takes the other's media with it. A job without its recording is
+    run again from its source URL; one from an upload is refused (410 JOB_PURGED). The
+    old job stays as it was (its error is history).
     """
     job = service.get_job(session, principal.tenant_id, job_id)
     policy.check_manages(principal, job.user_id)
@@ -75,10 +76,15 @@ def retry(session: Session, state: ServiceState, principal: Principal, job_id: s
         fields["webhook_url"] = job.webhook_url
     checked = intake.check_options(fields, state)
     if job.media_key is None:
-        if job.source_url and not job.purged:  # never fetched: fetch it again
+        # No recording here: never fetched, purged, or deleted by the retention. A URL
+        # job's source still says where it is, so the new job fetches it again (the
+        # worker's `fetching` stage), whether or not this one was purged.
+        if job.source_url:
             return intake.submit_url(session, state, principal, job.source_url, checked)
-        raise JobStateError("the job's recording was purged; submit it again",
-                            status=job.status)
+        # An upload's bytes existed only here: gone for good, not "not ready yet".
+        raise JobPurgedError("the job's recording was deleted (purged) and came from an "
+                             "upload, not a URL: submit the recording again",
+                             status=job.status)
     retry_id = new_id()
     key = media_key(retry_id)
     with state.storage.local_path(job.media_key) as path, open(path, "rb") as source, \
