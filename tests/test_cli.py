@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from hark.cli import app
 from hark.pipeline.transcript import Transcript
+from tests.support.http_servers import ScriptedServer
 
 runner = CliRunner()
 
@@ -104,19 +106,47 @@ def test_models_list_and_rm(cli_env: Path, tiny_whisper_dir: Path) -> None:
     assert again.exit_code == 1 and "MODEL_NOT_INSTALLED" in again.stderr
 
 
-def test_models_pull_reports_an_unreachable_hub(cli_env: Path, monkeypatch: pytest.MonkeyPatch
-                                                ) -> None:
+@pytest.fixture
+def off_machine() -> Iterator[ScriptedServer]:
+    """A proxy that forwards nothing: what a `hark` process sends through it would
+    have left the machine (it records `CONNECT huggingface.co:443`, say)."""
+    with ScriptedServer("127.0.0.1") as trap:
+        yield trap
+
+
+def hub_env(hub_url: str, trap: ScriptedServer, home: Path) -> dict[str, str]:
+    """A `hark models pull` with no way off this machine: the hub is `hub_url`, and any
+    request elsewhere goes to `trap` instead (tests run without internet)."""
+    proxy = trap.url("").rstrip("/")
+    proxies = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
+    return {
+        "HARK_HF_ENDPOINT": hub_url,
+        # huggingface_hub also asks its default hub for things Hark passes no endpoint
+        # for (its registry of agents, for the User-Agent): that hub is this one too.
+        "HF_ENDPOINT": hub_url,
+        # Hugging Face's own files (its cache, what it remembers) stay in the test's.
+        "HF_HOME": str(home),
+        **proxies, **{name.lower(): value for name, value in proxies.items()},
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    }
+
+
+def test_models_pull_reports_an_unreachable_hub(cli_env: Path, off_machine: ScriptedServer,
+                                                tmp_path: Path) -> None:
     from tests.support.fake_hub import unreachable_endpoint
 
-    result = hark("models", "pull", "tiny", env={"HARK_DATA_DIR": str(cli_env),
-                                                 "HARK_HF_ENDPOINT": unreachable_endpoint()})
+    env = hub_env(unreachable_endpoint(), off_machine, tmp_path / "hf-home")
+    result = hark("models", "pull", "tiny", env={"HARK_DATA_DIR": str(cli_env), **env})
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "could not be reached" in result.stderr and "MODEL_DOWNLOAD_FAILED" in result.stderr
     assert not (cli_env / "models" / "tiny").exists()
+    assert off_machine.paths() == []
 
 
-def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir: Path) -> None:
+def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir: Path,
+                                                 off_machine: ScriptedServer,
+                                                 tmp_path: Path) -> None:
     from hark.pipeline.model_store import WHISPER_REPOS
     from tests.support.fake_hub import FakeHub
 
@@ -124,9 +154,11 @@ def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir
     env = {"HARK_DATA_DIR": str(cli_env)}
     with FakeHub() as hub:
         hub.add_repo(WHISPER_REPOS["tiny"], files)
-        pulled = hark("models", "pull", "tiny", env={**env, "HARK_HF_ENDPOINT": hub.url})
+        env |= hub_env(hub.url, off_machine, tmp_path / "hf-home")
+        pulled = hark("models", "pull", "tiny", env=env)
         assert pulled.returncode == 0, pulled.stderr
         assert not hub.unexpected
+    assert off_machine.paths() == []
     installed = cli_env / "models" / "tiny"
     # The model's files, and the note of where they came from.
     assert sorted(p.name for p in installed.iterdir()) == sorted([*files, ".hark-source.json"])
@@ -140,6 +172,7 @@ def test_pull_from_a_hub_then_transcribe_with_it(cli_env: Path, tiny_whisper_dir
     assert result.returncode == 0, result.stderr
     assert "Model: tiny (best installed Whisper model)" in result.stderr
     assert json.loads(result.stdout)["model"] == "faster-whisper/tiny"
+    assert off_machine.paths() == []
 
 
 def test_worker_refuses_a_taken_metrics_port(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,11 +25,17 @@ from hark.pipeline import model_packages, model_store
 from hark.pipeline.engines.select import resolve_model
 from hark.pipeline.model_files import SOURCE_FILE, is_whisper_model_dir, read_source
 from hark.pipeline.model_packages import ModelPackage, PackageFile
-from tests.support.fake_hub import unreachable_endpoint
+from tests.support.fake_hub import on_this_machine, unreachable_endpoint
 
 TINY_EN = model_packages.BY_MODEL["tiny.en"]
 BASE = model_packages.BY_MODEL["base"]
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def stays_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Pulls here fail at an unreachable hub or never reach one: nothing goes elsewhere.
+    yield from on_this_machine(monkeypatch)
 
 
 def sha256(path: Path) -> str:

@@ -24,7 +24,12 @@ from hark.pipeline.model_store import (
     remove,
     resolve_whisper_model,
 )
-from tests.support.fake_hub import FakeHub, fake_whisper_files, unreachable_endpoint
+from tests.support.fake_hub import (
+    FakeHub,
+    fake_whisper_files,
+    on_this_machine,
+    unreachable_endpoint,
+)
 
 EXTRAS = {"README.md": b"# not part of the model\n", "model.safetensors": b"\0" * 512}
 
@@ -49,6 +54,11 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def stays_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield from on_this_machine(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,12 @@ It answers exactly what huggingface_hub sends for a download:
     GET  /api/models/{repo}/tree/{rev}            recursive file listing (sizes, oids, LFS)
     HEAD /{repo}/resolve/{rev}/{file}             X-Repo-Commit, ETag, sizes
     GET  /{repo}/resolve/{rev}/{file}             the bytes (Range honoured for resumes)
+    GET  /api/agent-harnesses                     404: no registry of agents here
+
+The last is not part of the download: huggingface_hub's telemetry asks its default hub
+(HF_ENDPOINT, not the endpoint a download names) for it on a process's first request,
+to describe its caller in the User-Agent. A hub without one answers 404, which the
+library takes as "no agents", caching nothing.
 
 Errors carry the `X-Error-Code` headers the library maps to its exception classes.
 No Xet headers or hashes are ever sent, so downloads stay on plain HTTP.
@@ -19,17 +25,22 @@ import random
 import re
 import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import huggingface_hub.constants as hf_constants
+import pytest
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
 _INFO = re.compile(rf"^/api/models/{_REPO}/revision/(?P<rev>[^/]+)$")
 _TREE = re.compile(rf"^/api/models/{_REPO}/tree/(?P<rev>[^/]+)$")
 _RESOLVE = re.compile(rf"^/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
 _RANGE = re.compile(r"^bytes=(?P<start>\d+)-(?P<end>\d*)$")
+_AGENTS = "/api/agent-harnesses"
 
 
 def fake_whisper_files(seed: str, model_bytes: int = 4096) -> dict[str, bytes]:
@@ -49,6 +60,38 @@ def unreachable_endpoint() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def on_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Body of a fixture: downloads in this process ask only hubs on this machine, any
+    other host name looked up is refused before a request is sent, and the test fails
+    if one was.
+
+    Tests run without internet, where a request to huggingface.co fails quietly and
+    would hide that a test sends one. huggingface_hub's telemetry sends one: it asks its
+    default hub (huggingface.co, not the endpoint a download names) for its registry of
+    agents on a process's first request. HF_HUB_DISABLE_TELEMETRY turns that off; the
+    constant is set too, as the library reads its environment once, at import. (A
+    `hark` subprocess is given HF_ENDPOINT instead: see FakeHub's agent registry.)
+    """
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    refused: list[str] = []
+    lookup = socket.getaddrinfo
+
+    def local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name not in LOOPBACK:  # None: this machine's addresses
+            refused.append(name)
+            raise socket.gaierror(socket.EAI_NONAME, f"{name} is not this machine (a test)")
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+    yield
+    assert refused == [], f"the test looked up hosts elsewhere: {refused}"
 
 
 @dataclass
@@ -173,6 +216,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         elif m := _RESOLVE.match(path):
             self.hub.record(request, expected=True)
             self._resolve(unquote(m["repo"]), unquote(m["rev"]), unquote(m["file"]), send_body)
+        elif path == _AGENTS:
+            self.hub.record(request, expected=True)
+            self._error(404, "NotFound", "no registry of agents", send_body=send_body)
         else:
             self.hub.record(request, expected=False)
             self._error(404, "NotFound", f"no route for {path}", send_body=send_body)

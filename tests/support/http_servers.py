@@ -145,7 +145,9 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     owner.stats["hangups"] = owner.stats.get("hangups", 0) + 1
 
-            do_GET = do_POST = do_PUT = do_HEAD = _dispatch
+            # CONNECT too: a server named as a process's proxy then records the HTTPS
+            # requests that would have left the machine (its path is host:port).
+            do_GET = do_POST = do_PUT = do_HEAD = do_CONNECT = _dispatch
 
         return _Handler
 
