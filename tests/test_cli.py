@@ -121,9 +121,6 @@ def hub_env(hub_url: str, trap: ScriptedServer, home: Path) -> dict[str, str]:
     proxies = {name: proxy for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")}
     return {
         "HARK_HF_ENDPOINT": hub_url,
-        # huggingface_hub also asks its default hub for things Hark passes no endpoint
-        # for (its registry of agents, for the User-Agent): that hub is this one too.
-        "HF_ENDPOINT": hub_url,
         # Hugging Face's own files (its cache, what it remembers) stay in the test's.
         "HF_HOME": str(home),
         **proxies, **{name.lower(): value for name, value in proxies.items()},

@@ -73,12 +73,10 @@ def on_this_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     Tests run without internet, where a request to huggingface.co fails quietly and
     would hide that a test sends one. huggingface_hub's telemetry sends one: it asks its
     default hub (huggingface.co, not the endpoint a download names) for its registry of
-    agents on a process's first request. HF_HUB_DISABLE_TELEMETRY turns that off; the
-    constant is set too, as the library reads its environment once, at import. (A
-    `hark` subprocess is given HF_ENDPOINT instead: see FakeHub's agent registry.)
+    agents on a process's first request, unless its telemetry is off, as Hark's downloads
+    turn it. The fixture starts with it on, so the tests prove that Hark turns it off.
     """
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", False)
     refused: list[str] = []
     lookup = socket.getaddrinfo
 

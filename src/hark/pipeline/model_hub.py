@@ -54,6 +54,10 @@ def download(
     """Fetch `repo_id`'s CTranslate2 files into `target` (its parent is created)."""
     endpoint = endpoint.rstrip("/") if endpoint else None
     where = endpoint or huggingface_hub.constants.ENDPOINT
+    # The hub client's telemetry asks huggingface.co itself (whatever endpoint a
+    # download names) for a registry to describe its caller: a self-hosted service
+    # sends nothing beyond the download, and nothing to a host it was not pointed at.
+    huggingface_hub.constants.HF_HUB_DISABLE_TELEMETRY = True
     target.parent.mkdir(parents=True, exist_ok=True)
     # Same parent as the final directory, so the closing rename cannot cross filesystems.
     staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{name}-", dir=target.parent))
