@@ -22,12 +22,12 @@ import pytest
 from hark.config import Settings
 from hark.errors import MissingDependencyError, OptionError, StorageError
 from hark.storage import LocalStorage, StorageObjectMissing, open_storage
-from tests.support.s3 import MotoS3Server, s3_server_fixture
+from tests.support.s3 import MotoS3Server, require_s3_modules, s3_server_fixture
 
-pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hark[s3]')")
+require_s3_modules()  # before the S3 module, which needs boto3
 
-from hark.storage.base import READ_CHUNK_BYTES
-from hark.storage.s3 import PART_SIZE, S3Storage, parse_s3_url
+from hark.storage.base import READ_CHUNK_BYTES  # noqa: E402
+from hark.storage.s3 import PART_SIZE, S3Storage, parse_s3_url  # noqa: E402
 
 # Every test here talks to moto's S3 server, which the module starts.
 pytestmark = [pytest.mark.services]

@@ -11,6 +11,8 @@ a presigned URL is accepted whatever its signed headers say (real S3 and MinIO c
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -71,14 +73,24 @@ class MotoS3Server:
         self.stop()
 
 
+def require_s3_modules() -> None:
+    """Skip without boto3 and moto, or fail when HARK_REQUIRE_SERVICES=1 (CI), as for
+    the other services."""
+    for module, hint in (("boto3", "pip install 'hark[s3]'"), ("moto", "pip install moto")):
+        if importlib.util.find_spec(module) is None:
+            reason = f"{module} is not installed ({hint})"
+            if os.environ.get("HARK_REQUIRE_SERVICES") == "1":
+                pytest.fail(f"{reason}; HARK_REQUIRE_SERVICES=1 requires it")
+            pytest.skip(reason)
+
+
 def s3_server_fixture() -> Iterator[MotoS3Server]:
     """Body of a (module- or session-scoped) fixture: credentials set, server running.
 
     Credentials go into os.environ for the fixture's lifetime (a module-scoped fixture
     cannot use the function-scoped `monkeypatch`) and are restored afterwards.
     """
-    pytest.importorskip("boto3", reason="boto3 is not installed (pip install 'hark[s3]')")
-    pytest.importorskip("moto", reason="moto is not installed")
+    require_s3_modules()
     patch = pytest.MonkeyPatch()
     for name, value in TEST_CREDENTIALS.items():
         patch.setenv(name, value)
