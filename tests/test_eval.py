@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hark.cli import app
+from hark.config import get_settings
 from hark.errors import ManifestError
 from hark.evaluation.asr import read_manifest
 from hark.evaluation.scoring import count_errors, normalize, total
@@ -102,3 +103,30 @@ def test_diarization_eval_reports_der_and_speaker_counts(
         assert c25["der"] <= c0["der"]
     assert report["summary"]["collar 0"]["der"] <= 0.30
     assert "overall DER (collar 0)" in result.stdout and "x real time" in result.stdout
+
+
+@pytest.mark.corpus
+def test_diarization_eval_with_words_scores_what_users_see(
+    cli_env: Path, corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARK_MODEL_PACKAGES", "true")  # real Whisper tiny.en
+    get_settings.cache_clear()
+    manifest = str(corpus_dir / "diarization" / "manifest.jsonl")
+    report_path = tmp_path / "words.json"
+    result = CliRunner().invoke(app, ["eval", "--diarization", manifest, "--words",
+                                      "-m", "tiny.en", "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    for item in report["items"]:
+        wrong, scored = item["word_errors"]
+        assert scored >= 50 and 0 <= wrong <= scored
+        seen = item["transcript_components"]["collar 0"]
+        assert seen["der"] == pytest.approx(seen["miss"] + seen["false_alarm"]
+                                            + seen["confusion"])
+    # Two voices about evenly matched: words given to the wrong one would score near 0.5.
+    assert report["word_speaker_error"] <= 0.15
+    assert report["transcript_summary"]["collar 0"]["der"] <= 0.40
+    assert "word-speaker error" in result.stdout
+    # --words scores a transcript's speakers, so it needs --diarization.
+    alone = CliRunner().invoke(app, ["eval", manifest, "--words"])
+    assert alone.exit_code == 2 and "--diarization" in alone.output

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from hark.config import Settings
 from hark.errors import HarkError, MissingDependencyError
 from hark.evaluation.manifest import find_file, read_rows
 from hark.pipeline.audio import probe
-from hark.pipeline.diarization.base import Diarization, DiarizationOptions
-from hark.pipeline.run import diarize_file
+from hark.pipeline.diarization.base import Diarization, DiarizationOptions, SpeakerTurn
+from hark.pipeline.options import TranscribeOptions
+from hark.pipeline.run import diarize_file, transcribe_file
+from hark.pipeline.transcript import Transcript
 
 COLLARS = {"collar 0": 0.0, "collar 0.25": 0.5}
 _FRAME_SECONDS = 0.01
@@ -54,6 +56,10 @@ class DiarizationResult:
     # marks fewer than two speakers.
     overlap_seconds: float = 0.0
     overlap_missed_seconds: float = 0.0
+    # With a transcription: DER of the transcript's speaker segments (what users see)
+    # and (wrong, scored) words by speaker.
+    transcript_components: dict[str, dict[str, float]] = field(default_factory=dict)
+    word_errors: tuple[int, int] | None = None
     error: str | None = None
 
     @property
@@ -170,7 +176,10 @@ def _merged_per_speaker(turns: list[tuple[float, float, str]]) -> list[tuple[flo
 def evaluate_diarization(
     items: list[DiarizationItem], settings: Settings, oracle_speakers: bool = False,
     on_result: Callable[[DiarizationResult], None] | None = None,
+    transcribe: TranscribeOptions | None = None,
 ) -> list[DiarizationResult]:
+    """Diarize and score each item; with `transcribe`, also transcribe it with
+    diarization and score the transcript's speakers (`score_transcript`)."""
     results = []
     for item in items:
         result = DiarizationResult(item)
@@ -187,6 +196,10 @@ def evaluate_diarization(
             result.components = score(reference, diarization, region)
             result.overlap_seconds, result.overlap_missed_seconds = overlap_miss(
                 reference, diarization, region)
+            if transcribe is not None:
+                transcript = transcribe_file(
+                    item.audio, replace(transcribe, diarize=True, speakers=options), settings)
+                score_transcript(result, reference, transcript, region)
         except HarkError as exc:
             result.error = f"{exc.code}: {exc.message}"
         results.append(result)
@@ -195,17 +208,37 @@ def evaluate_diarization(
     return results
 
 
-def pooled(results: list[DiarizationResult], collar: str) -> dict[str, float]:
-    """Overall DER and parts, weighting each file by its scored speech."""
-    scored = [r for r in results if collar in r.components]
-    total = sum(r.components[collar]["scored_seconds"] for r in scored)
+def score_transcript(result: DiarizationResult, reference: list[tuple[float, float, str]],
+                     transcript: Transcript, region: tuple[float, float]) -> None:
+    """DER of the transcript's speaker segments, and its words' speakers against the
+    reference's (found speakers mapped one to one by shared time, as for DER)."""
+    turns = [(s.start, s.end, s.speaker) for s in transcript.segments if s.speaker]
+    result.transcript_components = score(
+        reference, Diarization([SpeakerTurn(*turn) for turn in turns]), region)
+    words = [(w.start, w.end, w.speaker) for s in transcript.segments for w in s.words]
+    result.word_errors = word_speaker_errors(reference, words,
+                                             speaker_mapping(reference, turns))
+
+
+def pooled(results: list[DiarizationResult], collar: str,
+           transcript: bool = False) -> dict[str, float]:
+    """Overall DER and parts, weighting each file by its scored speech (of the diarizer's
+    turns, or with `transcript` of the transcripts' speaker segments)."""
+    parts = [(r.transcript_components if transcript else r.components).get(collar)
+             for r in results]
+    scored = [p for p in parts if p is not None]
+    total = sum(p["scored_seconds"] for p in scored)
     if not total:
         return {"der": 0.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
-    return {
-        key: sum(r.components[collar][key] * r.components[collar]["scored_seconds"]
-                 for r in scored) / total
-        for key in ("der", "miss", "false_alarm", "confusion")
-    }
+    return {key: sum(p[key] * p["scored_seconds"] for p in scored) / total
+            for key in ("der", "miss", "false_alarm", "confusion")}
+
+
+def pooled_word_speaker_error(results: list[DiarizationResult]) -> float | None:
+    """Wrong words over scored words, across items; None without transcripts."""
+    counts = [r.word_errors for r in results if r.word_errors is not None]
+    scored = sum(n for _, n in counts)
+    return sum(w for w, _ in counts) / scored if scored else None
 
 
 def count_accuracy(results: list[DiarizationResult]) -> float:
