@@ -53,7 +53,7 @@ class SweptMemoryStorage(MemoryStorage):
 
     The library starts a sweeper thread 10 ms after every hit whose previous sweeper
     has ended, and `Thread.start` waits for the thread to run: under load that is a
-    thread started on the event loop every 10 ms, about a tenth of a status poll's
+    thread started on the event loop every 10 ms, about a seventh of a status poll's
     cost. The sweep only returns memory (reads drop an expired counter themselves),
     so sweeping less often changes no count.
     """
