@@ -211,6 +211,7 @@ def test_a_retry_and_a_purge_are_announced(svc: Service, alpha: str) -> None:
 
 # --- across replicas --------------------------------------------------------------------------
 
+@pytest.mark.services  # a redis-server of its own
 def test_replicas_share_the_feed_through_redis(tmp_path: Path) -> None:
     with RedisServer(tmp_path / "redis") as redis:
         settings = service_settings(tmp_path / "data", allow_anonymous=False,

@@ -29,8 +29,6 @@ from hark.speakers.service import NewSample
 from tests.support.audit import actions_about, audit_service_fixture, events_about, key_id
 from tests.support.service import API, JOBS, Service, assert_error, bearer, sine_wav
 
-pytestmark = [pytest.mark.services]
-
 svc = audit_service_fixture("audit")
 
 

@@ -25,8 +25,6 @@ from tests.support.audit import (
 )
 from tests.support.service import Service, assert_error, bearer, sine_wav
 
-pytestmark = [pytest.mark.services]
-
 svc = audit_service_fixture("audit-api")
 runner = CliRunner()
 

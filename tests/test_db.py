@@ -33,8 +33,6 @@ from hark.db import models as _models  # noqa: F401  (every table on Base.metada
 from hark.db.migrate import MIGRATIONS_DIR, include_name
 from hark.errors import DatabaseError, MissingDependencyError, SchemaMismatchError
 
-pytestmark = [pytest.mark.services]
-
 POSTGRES_SERVER_URL = os.environ.get(
     "HARK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -70,7 +68,14 @@ def throwaway_postgres() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The database kinds a test runs on, for `params=` and `parametrize`. Only the PostgreSQL
+# run needs a server, so only it is marked `services`: every test that takes these
+# parameters inherits the mark there, and `pytest -m "not services"` still runs it on
+# SQLite.
+DATABASES = ("sqlite", pytest.param("postgresql", marks=pytest.mark.services))
+
+
+@pytest.fixture(params=DATABASES)
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database of each kind."""
     if request.param == "sqlite":

@@ -23,10 +23,10 @@ from hark.jobs.schemas import JobOptions
 from hark.jobs.service import Claim, NewMedia
 from hark.storage.local import LocalStorage
 from tests.support.common import wait_for, wait_for_async
-from tests.test_db import throwaway_postgres
+from tests.test_db import DATABASES, throwaway_postgres
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         database = open_database(f"sqlite:///{tmp_path / 'hark.db'}")
@@ -289,7 +289,7 @@ def test_owner_gone_sees_dead_and_zombie_workers() -> None:
     assert not owner_gone("not-a-worker-id")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", DATABASES)
 def test_the_status_reader_sees_what_the_orm_sees(tmp_path: Path, backend: str) -> None:
     """Status reads (SQLite: straight from one connection, on the event loop; PostgreSQL:
     a Core read): the job as the ORM shows it, never a stale copy, never another

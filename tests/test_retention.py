@@ -28,7 +28,7 @@ from hark.organisations.service import ensure_organisation, set_retention
 from hark.speakers.models import SpeakerProfile, VoiceSample
 from hark.storage.local import LocalStorage
 from hark.transcripts.models import TranscriptState
-from tests.test_db import throwaway_postgres
+from tests.test_db import DATABASES, throwaway_postgres
 
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ class CountingStorage(LocalStorage):
         return super().delete_prefix(prefix)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hark.db'}"

@@ -135,6 +135,7 @@ def replicas(tmp_path: Path) -> Iterator[tuple[Service, Service, Path, str]]:
             yield first, second, settings.data_dir, database_url
 
 
+@pytest.mark.services  # PostgreSQL and a redis-server (the `replicas` fixture)
 def test_scaled_streams_on_every_replica_end_when_their_key_is_revoked(
         replicas: tuple[Service, Service, Path, str]) -> None:
     first, second, data_dir, database_url = replicas

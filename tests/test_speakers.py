@@ -28,7 +28,7 @@ from hark.pipeline.diarization.identify import match_speakers
 from hark.speakers import service
 from hark.speakers.models import VoiceSample
 from hark.speakers.service import NewSample
-from tests.test_db import throwaway_postgres
+from tests.test_db import DATABASES, throwaway_postgres
 
 DIM = 8
 ASR = "asr"
@@ -40,7 +40,7 @@ READER_B_HELD_OUT = "librispeech_3752-4944-0002.flac"
 STRANGER = "librispeech_61-70968-0000.flac"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated database of each kind."""
     if request.param == "sqlite":
@@ -202,6 +202,7 @@ def test_tenants_are_isolated(database: Database) -> None:
         assert service.get_profile(session, "local", mine.id).name == "Ada"
 
 
+@pytest.mark.services  # a throwaway PostgreSQL database of its own
 @pytest.mark.parametrize("existing", [False, True], ids=["new-name", "existing-name"])
 def test_concurrent_enrolments_under_one_name_keep_every_sample(existing: bool) -> None:
     # PostgreSQL: the second enrolment waits for the first (on the unique index for a

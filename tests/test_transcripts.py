@@ -29,7 +29,7 @@ from hark.transcripts import edits, search, service
 from hark.transcripts.edits import SegmentChange, WordChange
 from hark.transcripts.models import TranscriptSegment
 from hark.transcripts.service import RevisionConflictError
-from tests.test_db import throwaway_postgres
+from tests.test_db import DATABASES, throwaway_postgres
 
 ALICE = Principal(tenant_id="a", api_key_id=None)
 
@@ -196,7 +196,7 @@ class Store:
         return current
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DATABASES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     storage = LocalStorage(tmp_path / "storage")
     if request.param == "sqlite":

@@ -213,9 +213,10 @@ def service_fixture(name: str, *, workers: bool = True, **overrides: Any) -> Any
 def both_databases_fixture(name: str, *, workers: bool = True, **overrides: Any) -> Any:
     """Like `service_fixture`, once on SQLite and once on a throwaway PostgreSQL
     database (the real server)."""
-    from tests.test_db import throwaway_postgres  # a test module: imported when used
+    # A test module: imported when used. DATABASES marks the PostgreSQL run `services`.
+    from tests.test_db import DATABASES, throwaway_postgres
 
-    @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+    @pytest.fixture(scope="module", params=DATABASES)
     def fixture(request: pytest.FixtureRequest,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         folder = tmp_path_factory.mktemp(f"{name}-{request.param}")
