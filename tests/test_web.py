@@ -400,6 +400,51 @@ def test_an_unreadable_upload_shows_the_api_error(web: Web, job: dict[str, Any],
     assert not web.errors, web.errors
 
 
+def test_an_error_stays_until_dismissed_or_its_action_succeeds(web: Web, job: dict[str, Any],
+                                                                tmp_path: Path) -> None:
+    page = web.page
+    alert = page.locator("#alert")
+    assert alert.get_attribute("role") == "alert"
+    # Errors of earlier tests go first, each with its own dismiss button.
+    dismiss = alert.get_by_role("button", name="Dismiss error")
+    while dismiss.count():
+        dismiss.first.click()
+    assert alert.is_hidden()
+
+    # Nothing chosen: an error, which a submission with recordings answers.
+    page.click("#upload-button")
+    unchosen = alert.locator(".alert-item", has_text="Choose or drop")
+    unchosen.wait_for()
+    # Two recordings at once: the first is refused, and the second, uploaded after it,
+    # is announced. The announcement must not take the refusal away before it is read.
+    refused = tmp_path / "refused.txt"
+    refused.write_text("this is not a recording\n")
+    accepted = tmp_path / "accepted.ogg"
+    accepted.write_bytes(FALLBACK.read_bytes())
+    page.set_input_files("#files", [str(refused), str(accepted)])
+    page.click("#upload-button")
+    page.wait_for_selector("#status:text('accepted.ogg: uploaded, job queued')")
+    assert page.get_attribute("#status", "aria-live") == "polite"
+    refusal = alert.locator(".alert-item", has_text="refused.txt")
+    assert refusal.is_visible()
+    assert unchosen.count() == 0
+    web.shot("07-error-kept-after-success")
+
+    # Dismissed, it goes; the button says what it does to a screen reader.
+    button = refusal.get_by_role("button", name="Dismiss error")
+    assert "refused.txt" in page.evaluate(
+        "id => document.getElementById(id).textContent", button.get_attribute("aria-describedby"))
+    button.click()
+    refusal.wait_for(state="detached")
+    assert alert.is_hidden()
+
+    item = page.locator("#jobs li.job", has_text="accepted.ogg")
+    job_id = item.get_attribute("data-id")
+    assert web.api().delete(f"/api/v1/jobs/{job_id}", params={"purge": "true"}).is_success
+    item.wait_for(state="detached")
+    assert not web.errors, web.errors
+
+
 def test_the_page_works_at_phone_width(web: Web, job: dict[str, Any]) -> None:
     context = web.browser.new_context(viewport={"width": 375, "height": 812}, is_mobile=True,
                                       has_touch=True)

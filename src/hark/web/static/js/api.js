@@ -275,9 +275,10 @@ export function watchJob(id, onEvent, onRefused) {
 // saved key changed) and resolves once it listens, is refused, drops, or after
 // `waitMs`. After a reconnect `onMissed()` is called: what happened while it was away
 // was not heard. `onStopped(reason)`: refused after it had been listening (a revoked key).
+// `onListening()`: it listens (again), each time it does.
 export class TenantFeed {
-  constructor({ onEvent, onMissed, onStopped, waitMs = 3000 }) {
-    Object.assign(this, { onEvent, onMissed, onStopped, waitMs });
+  constructor({ onEvent, onMissed, onStopped, onListening = () => {}, waitMs = 3000 }) {
+    Object.assign(this, { onEvent, onMissed, onStopped, onListening, waitMs });
     this.socket = null;
     this.key = null;
     this.ready = null;
@@ -303,6 +304,7 @@ export class TenantFeed {
         }
         control.healthy();
         settled();
+        this.onListening();
         if (listened) this.onMissed();
         listened = true;
       },

@@ -3,9 +3,13 @@
 import {
   ApiError, TERMINAL, TenantFeed, getJson, jobPath, request, uploadFile, watchJob,
 } from "./api.js";
-import { announce, armedButton, el, formatDuration, showError } from "./util.js";
+import { announce, armedButton, clearError, el, formatDuration, showError } from "./util.js";
 
 const PAGE = 100;
+// What failed, for errors that a later success of the same answers (see showError).
+export const LOAD_JOBS = "load-jobs";
+const FEED = "job-feed";
+const CHOOSE = "choose-recordings";
 
 export class Jobs {
   constructor({ onOpen }) {
@@ -16,8 +20,9 @@ export class Jobs {
     // Jobs created or purged anywhere (API, CLI, OpenAI endpoint, another tab).
     this.feed = new TenantFeed({
       onEvent: (event) => this.onFeedEvent(event),
-      onMissed: () => this.load().catch(showError),
-      onStopped: (reason) => showError(`Live updates stopped: ${reason}`),
+      onMissed: () => this.load().catch((error) => showError(error, LOAD_JOBS)),
+      onStopped: (reason) => showError(`Live updates stopped: ${reason}`, FEED),
+      onListening: () => clearError(FEED),
     });
     this.reading = new Set();    // feed events heard while a list read is in flight
     this.loads = 0;
@@ -67,6 +72,7 @@ export class Jobs {
     this.cursor = page.next_cursor;
     this.more.hidden = !this.cursor;
     this.render();
+    clearError(LOAD_JOBS);
     return page;
   }
 
@@ -243,9 +249,10 @@ export class Jobs {
       this.jobs.set(job.id, { ...job, ...updated });
       this.unwatch(job.id);
       this.renderJob(job.id);
+      clearError(`cancel:${job.id}`);
       announce(`${job.filename}: canceled`);
     } catch (error) {
-      showError(error);
+      showError(error, `cancel:${job.id}`);
     }
   }
 
@@ -253,9 +260,10 @@ export class Jobs {
     try {
       await request(jobPath(job.id, "?purge=true"), { method: "DELETE" });
       this.forget(job.id);
+      clearError(`delete:${job.id}`);
       announce(`${job.filename}: deleted`);
     } catch (error) {
-      showError(error);
+      showError(error, `delete:${job.id}`);
     }
   }
 
@@ -264,9 +272,10 @@ export class Jobs {
       const fresh = await getJson(jobPath(job.id, "/retry"), { method: "POST" });
       this.remember(fresh);
       this.render();
+      clearError(`retry:${job.id}`);
       announce(`${job.filename}: submitted again`);
     } catch (error) {
-      showError(error);
+      showError(error, `retry:${job.id}`);
     }
   }
 
@@ -340,10 +349,11 @@ export class Jobs {
 
   async uploadAll() {
     if (!this.chosen.length) {
-      showError("Choose or drop at least one recording first.");
+      showError("Choose or drop at least one recording first.", CHOOSE);
       document.getElementById("files").focus();
       return;
     }
+    clearError(CHOOSE);
     const files = this.chosen.splice(0);
     this.renderChosen();
     const fields = this.options();
@@ -363,13 +373,14 @@ export class Jobs {
         item.remove();
         this.remember(job);
         this.render();
+        clearError(`upload:${file.name}`);
         announce(`${file.name}: uploaded, job queued`);
       } catch (error) {
         let message = error instanceof ApiError ? error.describe() : String(error);
         if (!message.includes(file.name)) message = `${file.name}: ${message}`;
         note.replaceWith(el("p", { class: "error-text" }, message));
         bar.remove();
-        showError(message);
+        showError(message, `upload:${file.name}`);
       }
     }
   }

@@ -2,7 +2,10 @@
 // words shown greyed as they are heard, final phrases solid.
 
 import { credential } from "./api.js";
-import { announce, showError } from "./util.js";
+import { announce, clearError, showError } from "./util.js";
+
+// What failed, for the errors that listening again answers (see showError).
+const LISTEN = "live";
 
 const RATES = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
 
@@ -27,14 +30,15 @@ export class Live {
     try {
       media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
     } catch (error) {
-      showError(`No microphone: ${error.message}`);
+      showError(`No microphone: ${error.message}`, LISTEN);
       return;
     }
     const context = new AudioContext();
     if (!RATES.includes(context.sampleRate)) {
       media.getTracks().forEach((track) => track.stop());
       context.close();
-      showError(`The microphone runs at ${context.sampleRate} Hz, which the server does not take.`);
+      showError(`The microphone runs at ${context.sampleRate} Hz, which the server does not take.`,
+        LISTEN);
       return;
     }
     await context.audioWorklet.addModule("/static/js/pcm-worklet.js");
@@ -60,6 +64,7 @@ export class Live {
       capture.connect(context.destination);
       await context.resume();
       this.show("listening", true);
+      clearError(LISTEN);
       announce("Listening");
     });
     socket.addEventListener("message", (message) => this.receive(JSON.parse(message.data)));
@@ -80,7 +85,7 @@ export class Live {
       this.finals.append(line);
       this.partial.textContent = "";
     } else if (event.type === "error") {
-      showError(event.message);
+      showError(event.message, LISTEN);
     } else if (event.type === "closed") {
       announce("Live transcription stopped");
       if (event.job_id) {

@@ -5,12 +5,12 @@
 import {
   ApiError, getJson, getKey, resetPassword, resume, setKey, setUp, signIn, signOut, signedIn,
 } from "./api.js";
-import { Jobs } from "./jobs.js";
+import { Jobs, LOAD_JOBS } from "./jobs.js";
 import { Live } from "./live.js";
 import { Organisation } from "./organisation.js";
 import { Reader } from "./reader.js";
 import { Search } from "./search.js";
-import { announce, hideError, showError } from "./util.js";
+import { announce, clearError, showError } from "./util.js";
 
 const reader = new Reader({ onClose: () => go(null) });
 const jobs = new Jobs({ onOpen: (id) => go(id) });
@@ -52,9 +52,9 @@ async function route() {
     await reader.open(id, { segment, time });
     if (turn !== routing) return; // a newer navigation took over
     jobs.setOpen(id);
-    hideError();
+    clearError(`open:${id}`);
   } catch (error) {
-    showError(error);
+    showError(error, `open:${id}`);
   }
 }
 
@@ -106,15 +106,14 @@ async function start() {
     if (error instanceof ApiError && error.status === 401) {
       document.getElementById("signin-panel").open = true;
       showError(signedIn() || getKey() ? `${error.message}: sign in again.`
-        : "This server needs you to sign in (or an API key, below).");
+        : "This server needs you to sign in (or an API key, below).", LOAD_JOBS);
       document.getElementById("signin-email").focus();
       route();
       return;
     }
-    showError(error);
+    showError(error, LOAD_JOBS);
     return;
   }
-  hideError();
   route();
   loadModels();
   organisation.load();
@@ -158,12 +157,13 @@ document.getElementById("signin-form").addEventListener("submit", async (event) 
   try {
     await signIn(email.value.trim(), password.value);
   } catch (error) {
-    showError(error);
+    showError(error, "sign-in");
     return;
   } finally {
     password.value = "";
   }
   document.getElementById("signin-panel").open = false;
+  clearError("sign-in");
   announce(`Signed in as ${signedIn().user.email}`);
   await start();
 });
@@ -173,21 +173,23 @@ document.getElementById("setup-form").addEventListener("submit", async (event) =
   try {
     await setUp(document.getElementById("setup-email").value.trim(), password.value);
   } catch (error) {
-    showError(error);
+    showError(error, "set-up");
     return;
   } finally {
     password.value = "";
   }
   document.getElementById("setup-form").hidden = true;
   document.getElementById("signin-panel").open = false;
+  clearError("set-up");
   announce(`Owner account made; signed in as ${signedIn().user.email}`);
   await start();
 });
 document.getElementById("signout").addEventListener("click", async () => {
   try {
     await signOut();
+    clearError("sign-out");
   } catch (error) {
-    showError(error);
+    showError(error, "sign-out");
   }
   showKeyState();
   announce("Signed out");
@@ -199,11 +201,12 @@ document.getElementById("reset-form").addEventListener("submit", async (event) =
   try {
     await resetPassword(resetToken, password.value);
   } catch (error) {
-    showError(error);
+    showError(error, "reset-password");
     return;
   } finally {
     password.value = "";
   }
+  clearError("reset-password");
   announce("Password set: sign in with it");
   go(null);
   document.getElementById("signin-email").focus();

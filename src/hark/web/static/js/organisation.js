@@ -4,7 +4,7 @@
 // the admin part shows when its lists load, and hides on a 403.
 
 import { ApiError, getJson } from "./api.js";
-import { announce, armedButton, el, showError } from "./util.js";
+import { announce, armedButton, clearError, el, showError } from "./util.js";
 
 const ROLES = ["viewer", "member", "admin", "owner"];
 const byId = (id) => document.getElementById(id);
@@ -90,10 +90,11 @@ export class Organisation {
       [people, keys, audit] = await Promise.all([getJson("/api/v1/users"),
         getJson("/api/v1/keys"), getJson("/api/v1/audit?limit=20")]);
     } catch (error) {
-      if (!(error instanceof ApiError && error.status === 403)) showError(error);
+      if (!(error instanceof ApiError && error.status === 403)) showError(error, "org-admin");
       this.setAdmin(false);
       return;
     }
+    clearError("org-admin");
     this.setAdmin(true);
     byId("people").replaceChildren(...people.map((member) => this.person(member)));
     byId("keys").replaceChildren(...keys.map((key) => this.key(key)));
@@ -154,13 +155,16 @@ export class Organisation {
   }
 
   // Run a change, say what happened, and show the card as it is now; or show the error.
+  // What `done` says names the change (whom, to what), so the same change succeeding
+  // later answers its error.
   async act(change, done) {
     try {
       await change();
     } catch (error) {
-      showError(error);
+      showError(error, done);
       return;
     }
+    clearError(done);
     await this.load();
     announce(done);
   }

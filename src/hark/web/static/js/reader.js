@@ -2,7 +2,7 @@
 // speaker names, export.
 
 import { ApiError, download, getJson, jobPath, mediaLink } from "./api.js";
-import { announce, el, formatTime, showError, speakerColour } from "./util.js";
+import { announce, clearError, el, formatTime, showError, speakerColour } from "./util.js";
 import { SpeakerPanel } from "./speakers.js";
 
 const VIDEO = /\.(mp4|m4v|webm|mov|mkv|ogv)$/i;
@@ -10,6 +10,16 @@ const LOW_CONFIDENCE = 0.5;
 // A word stays highlighted this long after its end, bridging the gaps between words.
 const LINGER = 0.25;
 const SKIP_SECONDS = 5;
+
+// What an edit changes (a segment's text, its words, a speaker's name), not what to: a
+// later edit of the same that saves answers the error of one that did not (showError).
+function editAction(jobId, changes) {
+  const targets = (changes.segments || []).map((segment) => (segment.words
+    ? `words:${segment.id}:${segment.words.map((word) => word.index).join(",")}`
+    : `text:${segment.id}`));
+  for (const id of Object.keys(changes.speakers || {})) targets.push(`speaker:${id}`);
+  return `edit:${jobId}:${targets.join(";")}`;
+}
 
 export class Reader {
   constructor({ onClose }) {
@@ -80,7 +90,11 @@ export class Reader {
     this.player.addEventListener("timeupdate", () => {
       if (this.player.paused) this.highlight(this.player.currentTime);
     });
-    this.player.addEventListener("loadedmetadata", () => { this.relinked = false; });
+    const playing = `play:${this.jobId}`;
+    this.player.addEventListener("loadedmetadata", () => {
+      this.relinked = false;
+      clearError(playing);
+    });
     this.player.addEventListener("error", () => {
       // Links expire: the first failure gets a fresh link, resumed where it was.
       if (!this.relinked) {
@@ -89,7 +103,7 @@ export class Reader {
         return;
       }
       showError("The recording cannot be played here (it may have been deleted, or this "
-        + "browser cannot decode its format). The transcript is still readable.");
+        + "browser cannot decode its format). The transcript is still readable.", playing);
     });
     this.playerBox.replaceChildren(this.player);
     this.loadMedia();
@@ -104,7 +118,7 @@ export class Reader {
     } catch (error) {
       if (this.player === player) {
         showError(`The recording cannot be played: ${error.describe ? error.describe()
-          : error.message}. The transcript is still readable.`);
+          : error.message}. The transcript is still readable.`, `play:${this.jobId}`);
       }
       return;
     }
@@ -384,14 +398,16 @@ export class Reader {
 
   // Send changes as a new revision, built on the revision shown.
   async save(changes, message) {
+    const action = editAction(this.jobId, changes);
     try {
       const body = { base_revision: this.data.latest_revision, ...changes };
       const answer = await getJson(jobPath(this.jobId, "/transcript"), { method: "PUT", json: body });
       this.update(answer);
+      clearError(action);
       announce(answer.changed ? `${message} (revision ${answer.revision})` : "Nothing changed");
       return true;
     } catch (error) {
-      await this.recover(error);
+      await this.recover(error, action);
       return false;
     }
   }
@@ -401,8 +417,10 @@ export class Reader {
     this.render();
   }
 
-  async recover(error) {
-    showError(error);
+  // Show why a change failed (`action`: what failed, see showError) and the transcript
+  // as it is now.
+  async recover(error, action) {
+    showError(error, action);
     if (error instanceof ApiError && error.code === "REVISION_CONFLICT") {
       this.update(await getJson(jobPath(this.jobId, "/transcript")));
     } else {
@@ -415,9 +433,10 @@ export class Reader {
       const answer = await getJson(jobPath(this.jobId, "/transcript/restore"), { method: "POST",
         json: { revision: 0, base_revision: this.data.latest_revision } });
       this.update(answer);
+      clearError(`restore:${this.jobId}`);
       announce(`Original transcript restored (revision ${answer.revision})`);
     } catch (error) {
-      await this.recover(error);
+      await this.recover(error, `restore:${this.jobId}`);
     }
   }
 
@@ -425,9 +444,10 @@ export class Reader {
     const stem = this.data.filename.replace(/\.[^.]+$/, "") || "transcript";
     try {
       const file = await download(jobPath(this.jobId, `/result?format=${format}`), `${stem}.${format}`);
+      clearError(`export:${this.jobId}:${format}`);
       announce(`Downloaded ${file.name}`);
     } catch (error) {
-      showError(error);
+      showError(error, `export:${this.jobId}:${format}`);
     }
   }
 }

@@ -2,7 +2,7 @@
 // that moment.
 
 import { getJson } from "./api.js";
-import { announce, el, formatTime, showError } from "./util.js";
+import { announce, clearError, el, formatTime, showError } from "./util.js";
 
 export class Search {
   constructor({ onPick }) {
@@ -22,11 +22,12 @@ export class Search {
     try {
       const answer = await getJson(`/api/v1/search?${new URLSearchParams({ q: query, limit: "50" })}`);
       this.results.replaceChildren(...answer.items.map((hit) => this.item(hit)));
+      clearError("search");
       announce(answer.items.length
         ? `${answer.items.length} ${answer.items.length === 1 ? "match" : "matches"} for “${query}”`
         : `Nothing found for “${query}”`);
     } catch (error) {
-      showError(error);
+      showError(error, "search");
     }
   }
 

@@ -2,7 +2,7 @@
 // the voice as an enrolled profile so later recordings name it automatically.
 
 import { getJson, jobPath } from "./api.js";
-import { announce, el } from "./util.js";
+import { announce, clearError, el } from "./util.js";
 
 export class SpeakerPanel {
   constructor(reader) {
@@ -70,14 +70,16 @@ export class SpeakerPanel {
     const reader = this.reader;
     for (const control of form.elements) control.disabled = true;
     announce(`Saving the voice of ${id}…`);
+    const action = `enroll:${reader.jobId}:${id}`;
     try {
       const answer = await getJson(jobPath(reader.jobId, `/speakers/${encodeURIComponent(id)}/enroll`),
         { method: "POST", json: { name } });
       reader.update(answer.transcript);
+      clearError(action);
       announce(`Voice saved as “${answer.speaker.name}”; new recordings with this voice will be `
         + "named when “Name enrolled voices” is on");
     } catch (error) {
-      await reader.recover(error);
+      await reader.recover(error, action);
     }
   }
 }

@@ -35,26 +35,66 @@ export function formatDuration(seconds) {
 const statusBox = () => document.getElementById("status");
 const alertBox = () => document.getElementById("alert");
 
-// A polite announcement (aria-live) of what just happened.
+// A polite announcement (aria-live) of what just happened. It leaves the errors on show
+// alone: something else going well does not answer an error nobody may have read yet.
 export function announce(message) {
   const box = statusBox();
   box.textContent = "";
   // A fresh text node, so screen readers announce a repeated message too.
   requestAnimationFrame(() => { box.textContent = message; });
-  hideError();
 }
 
-export function showError(error) {
+function describe(error) {
+  if (typeof error === "string") return error;
+  if (error && error.describe) return error.describe();
+  return String(error && error.message || error);
+}
+
+let errorsShown = 0; // for the ids that tie each dismiss button to its message
+
+// Show an error until its reader dismisses it, or until `action` (a name for what
+// failed, such as "upload:talk.wav") succeeds when tried again and says so with
+// `clearError(action)`. Errors stay side by side; the same action failing again (or,
+// without an action, the same message again) replaces its earlier entry, which also
+// has the alert region announce it afresh.
+export function showError(error, action = null) {
   const box = alertBox();
-  box.textContent = typeof error === "string" ? error
-    : (error && error.describe ? error.describe() : String(error && error.message || error));
+  const message = describe(error);
+  const key = action === null ? `message:${message}` : `action:${action}`;
+  let hadFocus = false;
+  for (const old of box.querySelectorAll(".alert-item")) {
+    if (old.dataset.key !== key) continue;
+    hadFocus ||= old.contains(document.activeElement);
+    old.remove();
+  }
+  const id = `alert-text-${++errorsShown}`;
+  const item = el("div", { class: "alert-item", dataset: { key } },
+    el("p", { class: "alert-text", id }, message));
+  const dismiss = el("button", { type: "button", class: "secondary small alert-dismiss",
+    "aria-label": "Dismiss error", "aria-describedby": id,
+    onclick: () => removeError(item, true) }, "Dismiss");
+  item.append(dismiss);
+  box.append(item);
   box.hidden = false;
+  if (hadFocus) dismiss.focus();
 }
 
-export function hideError() {
+// The action that failed has now succeeded: its error, if still on show, is answered.
+export function clearError(action) {
+  for (const item of alertBox().querySelectorAll(".alert-item")) {
+    if (item.dataset.key === `action:${action}`) removeError(item, false);
+  }
+}
+
+function removeError(item, dismissed) {
   const box = alertBox();
-  box.hidden = true;
-  box.textContent = "";
+  const hadFocus = dismissed || item.contains(document.activeElement);
+  const next = item.nextElementSibling || item.previousElementSibling;
+  item.remove();
+  box.hidden = !box.querySelector(".alert-item");
+  // Keyboard focus would fall back to the start of the page with its button: it goes
+  // to the neighbouring error's button instead, while there is one.
+  if (hadFocus && next) next.querySelector(".alert-dismiss").focus();
 }
 
 // Speaker colours: distinct hues, each dark enough for text on white.
