@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.support.browser import CHROMIUM, TIMEOUT_MS, wait_until
 from tests.support.common import wait_for
@@ -162,6 +163,8 @@ def test_the_first_visit_of_a_local_server_makes_the_owner(
         try:
             page = context.new_page()
             page.set_default_timeout(TIMEOUT_MS)
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(server.base_url + "/")
             # Nobody yet, no key: the page offers to make the owner's account.
             page.wait_for_selector("#setup-form:not([hidden])")
@@ -169,7 +172,11 @@ def test_the_first_visit_of_a_local_server_makes_the_owner(
             page.fill("#setup-email", "me@home.test")
             page.fill("#setup-password", PASSWORD)
             page.click("#setup-form button[type=submit]")
-            page.wait_for_selector("#signin-state:text('me@home.test')")
+            try:
+                page.wait_for_selector("#signin-state:text('me@home.test')")
+            except PlaywrightTimeoutError:  # say why: the page's errors, and both logs
+                pytest.fail(f"not signed in; alert {page.inner_text('#alert')!r}; "
+                            f"console {console}; server {server.log_tail()}")
             assert page.text_content("#signin-role") == "owner"
             page.wait_for_selector("#jobs-empty:not([hidden])")
             page.reload()
