@@ -130,3 +130,8 @@ def test_diarization_eval_with_words_scores_what_users_see(
     # --words scores a transcript's speakers, so it needs --diarization.
     alone = CliRunner().invoke(app, ["eval", manifest, "--words"])
     assert alone.exit_code == 2 and "--diarization" in alone.output
+    # A bad decoding option is a message and exit 1, with --words or without.
+    for extra in (["--diarization", "--words"], []):
+        bad = CliRunner().invoke(app, ["eval", manifest, *extra, "--beam-size", "0"])
+        assert bad.exit_code == 1 and "beam_size must be between" in bad.output
+        assert bad.exception is None or isinstance(bad.exception, SystemExit)

@@ -70,8 +70,11 @@ def evaluate(
 ) -> None:
     """Score transcripts (WER; CER for ja/ko/zh) or, with --diarization, speaker turns (DER)."""
     settings = get_settings()
-    options = TranscribeOptions(model=model, vad=None if no_vad else VadOptions(),
-                                beam_size=beam_size, batch_size=batch_size)
+    try:
+        options = TranscribeOptions(model=model, vad=None if no_vad else VadOptions(),
+                                    beam_size=beam_size, batch_size=batch_size)
+    except HarkError as exc:
+        fail(exc)
     if diarization:
         evaluate_speakers(manifest, oracle_speakers, json_out, options if words else None)
         return
